@@ -1,0 +1,9 @@
+# Example simulators: each as a shared library for embedded mode.
+set(PPFAST_EXAMPLES gum branching hundred)
+foreach(example ${PPFAST_EXAMPLES})
+  add_library(ppfast_example_${example} MODULE examples/cpp/${example}.cpp)
+  target_link_libraries(ppfast_example_${example} PRIVATE ppfast::ppfast)
+  set_target_properties(ppfast_example_${example} PROPERTIES PREFIX "" OUTPUT_NAME ${example}
+                        CXX_VISIBILITY_PRESET hidden)
+  install(TARGETS ppfast_example_${example} LIBRARY DESTINATION ppfast/examples/lib)
+endforeach()

@@ -1,0 +1,10 @@
+# Build options shared by every target.
+option(PPFAST_SANITIZE "Build with sanitizers: address, undefined or thread" "")
+set(PPFAST_WARNINGS -Wall -Wextra)
+if(PPFAST_SANITIZE)
+  add_compile_options(-fsanitize=${PPFAST_SANITIZE} -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=${PPFAST_SANITIZE})
+endif()
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE Release)
+endif()

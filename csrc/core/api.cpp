@@ -1,0 +1,117 @@
+// The C ABI: a table of entry points routed to the calling thread's recorder, or to
+// a standalone prior sampler when no run is active.
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <unordered_map>
+
+#include "core/address_table.hpp"
+#include "core/recorder.hpp"
+#include "ppfast/ppfast.h"
+#include "ppfast/ppfast.hpp"
+
+namespace ppfast {
+namespace {
+
+Dist as_dist(const ppfast_dist* d) { return Dist{DistKind(d->kind), d->size, d->nparams, d->params}; }
+
+Rng& standalone_rng() {
+  thread_local Rng rng = [] {
+    Rng r;
+    std::random_device dev;
+    r.seed((uint64_t(dev()) << 32) ^ dev(), 0);
+    return r;
+  }();
+  return rng;
+}
+
+uint32_t local_intern(const char* s) { return AddressTable::global().intern(s ? s : ""); }
+
+double local_sample(const ppfast_dist* d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
+  if (Recorder* r = current_recorder()) return r->sample(as_dist(d), address, name, flags, out);
+  Dist dist = as_dist(d);
+  if (!validate(dist).empty()) return out[0] = std::nan("");
+  sample(dist, standalone_rng(), out);
+  return out[0];
+}
+
+double local_observe(const ppfast_dist* d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  if (Recorder* r = current_recorder()) return r->observe(as_dist(d), address, name, value, n);
+  return 0.0;
+}
+
+void local_tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  if (Recorder* r = current_recorder()) r->tag(address, name, value, n);
+}
+
+void local_factor(double log_prob) {
+  if (Recorder* r = current_recorder()) r->factor(log_prob);
+}
+
+int local_failed() {
+  Recorder* r = current_recorder();
+  return r && r->failed();
+}
+
+void local_fail(const char* message) {
+  if (Recorder* r = current_recorder()) r->fail(message ? message : "simulator error");
+}
+
+void local_locate(uint32_t address, const char* location) {
+  AddressTable::global().set_location(address, location ? location : "");
+}
+
+const ppfast_api kLocalApi{PPFAST_ABI_VERSION, local_intern, local_sample, local_observe, local_tag,
+                           local_factor,       local_failed, local_fail,   local_locate};
+
+std::atomic<const ppfast_api*> g_api{&kLocalApi};
+// Bumped on every bind so pointer caches of ids from the previous recorder are dropped.
+std::atomic<uint64_t> g_generation{1};
+
+}  // namespace
+
+const ppfast_api* local_api() { return &kLocalApi; }
+
+namespace detail {
+uint32_t intern_cached(const char* s, const char* file, int line) {
+  struct Cache {
+    uint64_t generation = 0;
+    std::unordered_map<const char*, uint32_t> ids;
+  };
+  thread_local Cache cache;
+  const uint64_t gen = g_generation.load(std::memory_order_relaxed);
+  if (cache.generation != gen) {
+    cache.ids.clear();
+    cache.generation = gen;
+  }
+  auto it = cache.ids.find(s);
+  if (it != cache.ids.end()) return it->second;
+  uint32_t id = ppfast_intern(s);
+  if (file) ppfast_locate(id, (std::string(file) + ":" + std::to_string(line)).c_str());
+  cache.ids.emplace(s, id);
+  return id;
+}
+}  // namespace detail
+}  // namespace ppfast
+
+extern "C" {
+const ppfast_api* ppfast_current_api(void) { return ppfast::g_api.load(std::memory_order_relaxed); }
+void ppfast_bind(const ppfast_api* api) {
+  ppfast::g_api.store(api ? api : &ppfast::kLocalApi);
+  ppfast::g_generation.fetch_add(1);
+}
+uint32_t ppfast_intern(const char* address) { return ppfast_current_api()->intern(address); }
+double ppfast_sample(const ppfast_dist* d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
+  return ppfast_current_api()->sample(d, address, name, flags, out);
+}
+double ppfast_observe(const ppfast_dist* d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  return ppfast_current_api()->observe(d, address, name, value, n);
+}
+void ppfast_tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  ppfast_current_api()->tag(address, name, value, n);
+}
+void ppfast_factor(double log_prob) { ppfast_current_api()->factor(log_prob); }
+int ppfast_failed(void) { return ppfast_current_api()->failed(); }
+void ppfast_fail(const char* message) { ppfast_current_api()->fail(message); }
+void ppfast_locate(uint32_t address, const char* location) { ppfast_current_api()->locate(address, location); }
+}

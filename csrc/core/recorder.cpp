@@ -1,0 +1,237 @@
+#include "core/recorder.hpp"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "core/address_table.hpp"
+
+namespace ppfast {
+
+void Observations::set(uint32_t name, std::vector<double> v) {
+  if (name >= values.size()) {
+    values.resize(name + 1);
+    given.resize(name + 1, 0);
+  }
+  values[name] = std::move(v);
+  given[name] = 1;
+}
+
+Recorder*& current_recorder() {
+  thread_local Recorder* current = nullptr;
+  return current;
+}
+
+Recorder::Recorder(TraceBatch& out, const Observations* observations, uint64_t seed, Policy* policy)
+    : out_(out), observations_(observations), policy_(policy), seed_(seed) {}
+
+void Recorder::begin_trace(uint64_t index) {
+  index_ = index;
+  begin_ = out_.num_records();
+  trace_ = static_cast<uint32_t>(out_.num_traces());
+  log_prior_ = log_likelihood_ = log_correction_ = 0;
+  type_hash_ = kHashSeed;
+  type_dirty_ = false;
+  failed_ = false;
+  code_ = ErrorCode::None;
+  error_.clear();
+  rng_.seed(seed_, index);
+  for (uint32_t a : touched_) {
+    instances_[a] = 0;
+    last_replace_[a] = 0;
+  }
+  touched_.clear();
+  if (policy_) policy_->begin_trace(index);
+}
+
+bool Recorder::end_trace(double result) {
+  const uint64_t end = out_.num_records();
+  uint64_t type = type_hash_;
+  if (type_dirty_) {  // a rejection loop discarded draws: hash the surviving ones
+    type = kHashSeed;
+    for (uint64_t r = begin_; r < end; ++r)
+      if (out_.rec_kind[r] == uint8_t(RecordKind::Sample) && (out_.rec_flags[r] & kControl) &&
+          !(out_.rec_flags[r] & kDiscarded))
+        type = hash_step(type, out_.rec_address[r]);
+  }
+  out_.trace_index.push_back(index_);
+  out_.trace_begin.push_back(begin_);
+  out_.trace_end.push_back(end);
+  out_.log_prior.push_back(log_prior_);
+  out_.log_likelihood.push_back(log_likelihood_);
+  out_.log_weight.push_back(failed_ ? -std::numeric_limits<double>::infinity() : log_likelihood_ + log_correction_);
+  out_.result.push_back(failed_ ? std::nan("") : result);
+  out_.trace_type.push_back(type);
+  out_.status.push_back(uint8_t(failed_ ? TraceStatus::Error : TraceStatus::Ok));
+  if (failed_) {
+    out_.message.push_back(static_cast<uint32_t>(out_.messages.size()));
+    out_.messages.push_back(error_);
+  } else {
+    out_.message.push_back(0);
+  }
+  return !failed_;
+}
+
+void Recorder::fail(const std::string& message, ErrorCode code) {
+  if (failed_) return;  // keep the first cause
+  failed_ = true;
+  code_ = code;
+  error_ = message;
+}
+
+std::string Recorder::site(uint32_t address, uint32_t name) const {
+  auto& table = AddressTable::global();
+  std::string s = "'" + table.name(address) + "'";
+  if (name && name != address) s += " (name '" + table.name(name) + "')";
+  std::string where = table.location(address);
+  if (!where.empty()) s += " at " + where;
+  return s;
+}
+
+uint32_t Recorder::next_instance(uint32_t address, bool replace, uint64_t record) {
+  if (address >= instances_.size()) {
+    size_t n = std::max<size_t>(64, 2 * size_t(address) + 1);
+    instances_.resize(n, 0);
+    last_replace_.resize(n, 0);
+  }
+  if (instances_[address] == 0 && last_replace_[address] == 0) touched_.push_back(address);
+  if (!replace) {
+    last_replace_[address] = 0;
+    return instances_[address]++;
+  }
+  // Rejection loop: every try shares one instance; the previous try is discarded.
+  if (uint64_t prev = last_replace_[address]) {
+    out_.rec_flags[prev - 1] |= kDiscarded;
+    type_dirty_ = true;
+    log_prior_ -= out_.rec_log_prob[prev - 1];
+    last_replace_[address] = record + 1;
+    return instances_[address] - 1;
+  }
+  last_replace_[address] = record + 1;
+  return instances_[address]++;
+}
+
+void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance,
+                      uint32_t name, const double* value, uint32_t n, double log_prob) {
+  out_.rec_trace.push_back(trace_);
+  out_.rec_address.push_back(address);
+  out_.rec_instance.push_back(instance);
+  out_.rec_name.push_back(name);
+  out_.rec_kind.push_back(uint8_t(kind));
+  out_.rec_flags.push_back(flags);
+  out_.rec_dist.push_back(d ? uint8_t(d->kind) : 0);
+  out_.rec_value.push_back(n ? value[0] : std::nan(""));
+  out_.rec_log_prob.push_back(log_prob);
+  if (n > 1) {
+    out_.rec_value_offset.push_back(static_cast<uint32_t>(out_.value_arena.size()));
+    out_.value_arena.insert(out_.value_arena.end(), value, value + n);
+  } else {
+    out_.rec_value_offset.push_back(0);
+  }
+  out_.rec_value_len.push_back(n);
+  out_.rec_param_offset.push_back(static_cast<uint32_t>(out_.param_arena.size()));
+  if (d) {
+    out_.param_arena.insert(out_.param_arena.end(), d->params, d->params + d->nparams);
+    out_.rec_param_len.push_back(d->nparams);
+  } else {
+    out_.rec_param_len.push_back(0);
+  }
+}
+
+double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
+  if (failed_) return out[0] = std::nan("");
+  std::string invalid = validate(d);
+  if (!invalid.empty()) {
+    fail("invalid distribution at sample " + site(address, name) + ": " + invalid, ErrorCode::InvalidDistribution);
+    for (uint32_t i = 0; i < d.size; ++i) out[i] = std::nan("");
+    return out[0];
+  }
+  const bool control = flags & kControl, replace = flags & kReplace;
+  const uint64_t record = out_.num_records();
+  const uint32_t instance = next_instance(address, replace, record);
+  uint8_t rflags = uint8_t(flags & (kControl | kReplace));
+  double lp;
+  double log_q;
+  if (control && policy_ && policy_->propose(address, instance, d, rng_, out, &log_q)) {
+    lp = log_prob(d, out);
+    if (!(lp > -std::numeric_limits<double>::infinity())) {
+      fail("proposal at sample " + site(address, name) + " gave a value outside the support of " +
+           dist_name(d.kind), ErrorCode::Proposal);
+      return out[0];
+    }
+    log_correction_ += lp - log_q;
+    rflags |= kProposed;
+  } else {
+    ppfast::sample(d, rng_, out);
+    lp = log_prob(d, out);
+  }
+  log_prior_ += lp;
+  if (control) type_hash_ = hash_step(type_hash_, address);
+  append(RecordKind::Sample, rflags, &d, address, instance, name, out, d.size, lp);
+  return out[0];
+}
+
+double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  if (failed_) return 0;
+  std::string invalid = validate(d);
+  if (!invalid.empty()) {
+    fail("invalid distribution at observe " + site(address, name) + ": " + invalid,
+         ErrorCode::InvalidDistribution);
+    return 0;
+  }
+  const uint32_t instance = next_instance(address, false, out_.num_records());
+  if (const auto* given = observations_ ? observations_->find(name) : nullptr) {
+    value = given->data();
+    n = static_cast<uint32_t>(given->size());
+  }
+  if (!value) {
+    if (observations_ && observations_->required) {
+      std::string label = AddressTable::global().name(name ? name : address);
+      fail("observe " + site(address, name) + " has no value: pass observe={'" + label + "': ...}",
+           ErrorCode::MissingObservation);
+      return 0;
+    }
+    // Prior run: the observation is simulated (training data for inference compilation).
+    scratch_.resize(d.size);
+    ppfast::sample(d, rng_, scratch_.data());
+    append(RecordKind::Observe, 0, &d, address, instance, name, scratch_.data(), d.size,
+           log_prob(d, scratch_.data()));
+    return 0;
+  }
+  if (n != d.size) {
+    std::ostringstream msg;
+    msg << "observe " << site(address, name) << ": value has " << n << " elements, the " << dist_name(d.kind)
+        << " has " << d.size;
+    fail(msg.str(), ErrorCode::OutOfSupport);
+    return 0;
+  }
+  double lp = log_prob(d, value);
+  if (!(lp > -std::numeric_limits<double>::infinity())) {
+    std::ostringstream msg;
+    msg << "observe " << site(address, name) << ": observed value " << value[0] << (n > 1 ? ", ..." : "")
+        << " is outside the support of the " << dist_name(d.kind);
+    fail(msg.str(), ErrorCode::OutOfSupport);
+    return 0;
+  }
+  log_likelihood_ += lp;
+  append(RecordKind::Observe, kObserved, &d, address, instance, name, value, n, lp);
+  return lp;
+}
+
+void Recorder::tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  if (failed_) return;
+  const uint32_t instance = next_instance(address, false, out_.num_records());
+  append(RecordKind::Tag, 0, nullptr, address, instance, name, value, n, 0.0);
+}
+
+void Recorder::factor(double log_prob) {
+  if (failed_) return;
+  if (std::isnan(log_prob)) {
+    fail("factor: log-probability is NaN", ErrorCode::InvalidDistribution);
+    return;
+  }
+  log_likelihood_ += log_prob;
+  append(RecordKind::Factor, 0, nullptr, 0, 0, 0, &log_prob, 1, log_prob);
+}
+
+}  // namespace ppfast

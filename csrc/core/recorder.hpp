@@ -1,0 +1,120 @@
+// The recorder: runs the distributions at each sample / observe / tag site of one
+// execution and appends the records to a TraceBatch.  The execution policy (prior,
+// replay for MH, proposals for IC) is a pluggable Policy; observations come from an
+// Observations map.  One recorder per thread; the C ABI reaches the thread's current one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/distributions.hpp"
+#include "core/rng.hpp"
+#include "core/trace_batch.hpp"
+
+namespace ppfast {
+
+/// Observed values by name id (the run's observe={name: value} map).
+struct Observations {
+  std::vector<std::vector<double>> values;  // indexed by name id
+  std::vector<uint8_t> given;
+  bool required = false;  // posterior runs: an observe site without a value is an error
+
+  void set(uint32_t name, std::vector<double> v);
+  const std::vector<double>* find(uint32_t name) const {
+    return name < given.size() && given[name] ? &values[name] : nullptr;
+  }
+};
+
+/// Decides values at controlled sample sites instead of the prior.
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  /// Called when a trace starts (trace = its global index).
+  virtual void begin_trace(uint64_t trace) { (void)trace; }
+  /// Return true to supply the value (out[0..d.size)) with its proposal log-density
+  /// `log_q`; false to draw from the prior.
+  virtual bool propose(uint32_t address, uint32_t instance, const Dist& d, Rng& rng, double* out,
+                       double* log_q) = 0;
+};
+
+/// Why a trace failed; mapped to typed Python errors at the binding boundary.
+enum class ErrorCode : uint8_t { None = 0, InvalidDistribution, MissingObservation, OutOfSupport, Simulator, Proposal };
+
+class Recorder {
+ public:
+  Recorder(TraceBatch& out, const Observations* observations, uint64_t seed, Policy* policy = nullptr);
+
+  void begin_trace(uint64_t index);
+  /// Finishes the current trace; returns false if it failed.
+  bool end_trace(double result);
+
+  double sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out);
+  double observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n);
+  void tag(uint32_t address, uint32_t name, const double* value, uint32_t n);
+  void factor(double log_prob);
+
+  void fail(const std::string& message, ErrorCode code = ErrorCode::Simulator);
+  bool failed() const { return failed_; }
+  ErrorCode error_code() const { return code_; }
+  const std::string& error() const { return error_; }
+  uint64_t trace_index() const { return index_; }
+  Rng& rng() { return rng_; }
+  TraceBatch& batch() { return out_; }
+  void set_policy(Policy* p) { policy_ = p; }
+
+ private:
+  uint32_t next_instance(uint32_t address, bool replace, uint64_t record);
+  void append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance, uint32_t name,
+              const double* value, uint32_t n, double log_prob);
+  std::string site(uint32_t address, uint32_t name) const;
+
+  TraceBatch& out_;
+  const Observations* observations_;
+  Policy* policy_;
+  uint64_t seed_;
+  Rng rng_;
+
+  uint64_t index_ = 0;
+  uint64_t begin_ = 0;
+  uint32_t trace_ = 0;
+  uint64_t type_hash_ = 0;
+  bool type_dirty_ = false;
+  double log_prior_ = 0, log_likelihood_ = 0, log_correction_ = 0;
+  bool failed_ = false;
+  ErrorCode code_ = ErrorCode::None;
+  std::string error_;
+
+  // Per-trace scratch indexed by address id, reset through `touched_` (no allocation).
+  std::vector<uint32_t> instances_;
+  std::vector<uint64_t> last_replace_;  // record index + 1 of the last replace draw
+  std::vector<uint32_t> touched_;
+  std::vector<double> scratch_;
+};
+
+/// The recorder of the calling thread (nullptr outside a run).
+Recorder*& current_recorder();
+
+/// Makes `r` the thread's current recorder for the scope.
+class RecorderScope {
+ public:
+  explicit RecorderScope(Recorder* r) : previous_(current_recorder()) { current_recorder() = r; }
+  ~RecorderScope() { current_recorder() = previous_; }
+  RecorderScope(const RecorderScope&) = delete;
+  RecorderScope& operator=(const RecorderScope&) = delete;
+
+ private:
+  Recorder* previous_;
+};
+
+/// 64-bit FNV-1a step used for trace-type hashes.
+inline uint64_t hash_step(uint64_t h, uint32_t v) {
+  for (int i = 0; i < 4; ++i) {
+    h ^= (v >> (8 * i)) & 0xffu;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+constexpr uint64_t kHashSeed = 14695981039346656037ull;
+
+}  // namespace ppfast

@@ -1,0 +1,53 @@
+// Runs many executions of a native model on worker threads.  Trace i always uses RNG
+// stream i, so a seed gives the same traces whatever the thread count.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/recorder.hpp"
+#include "ppfast/ppfast.h"
+
+namespace ppfast {
+
+/// A fixed set of threads that run indexed tasks; run() blocks until all are done.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  /// Calls fn(task, worker) for every task in [0, ntasks).
+  void run(size_t ntasks, const std::function<void(size_t, int)>& fn);
+  int size() const { return static_cast<int>(threads_.size()) + 1; }
+
+ private:
+  void loop(int worker);
+  void work(int worker);
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(size_t, int)>* fn_ = nullptr;
+  size_t ntasks_ = 0, next_ = 0, finished_ = 0;
+  uint64_t epoch_ = 0;
+  bool stop_ = false;
+};
+
+/// Runs one execution of `fn` under `r`, turning exceptions into a failed trace.
+double execute(ppfast_model_fn fn, Recorder& r);
+
+/// Builds a policy per worker (nullptr = prior).
+using PolicyFactory = std::function<std::unique_ptr<Policy>(int worker)>;
+
+/// Appends traces [first, first + count) of `fn` to `out`.
+void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
+                const Observations* observations, TraceBatch& out, const PolicyFactory& policies = nullptr);
+
+}  // namespace ppfast

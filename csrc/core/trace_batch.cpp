@@ -1,0 +1,106 @@
+#include "core/trace_batch.hpp"
+
+namespace ppfast {
+
+namespace {
+template <class T>
+void extend(std::vector<T>& dst, const std::vector<T>& src) {
+  dst.insert(dst.end(), src.begin(), src.end());
+}
+template <class T>
+void extend_shifted(std::vector<T>& dst, const std::vector<T>& src, T shift) {
+  size_t n = dst.size();
+  dst.resize(n + src.size());
+  for (size_t i = 0; i < src.size(); ++i) dst[n + i] = src[i] + shift;
+}
+}  // namespace
+
+void TraceBatch::clear() {
+  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
+                  &rec_param_offset, &rec_param_len, &message})
+    v->clear();
+  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) v->clear();
+  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
+                  &result})
+    v->clear();
+  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) v->clear();
+  messages.clear();
+}
+
+void TraceBatch::reserve(size_t traces, size_t records) {
+  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
+                  &rec_param_offset, &rec_param_len})
+    v->reserve(records);
+  for (auto* v : {&rec_kind, &rec_flags, &rec_dist}) v->reserve(records);
+  rec_value.reserve(records);
+  rec_log_prob.reserve(records);
+  param_arena.reserve(2 * records);
+  for (auto* v : {&log_prior, &log_likelihood, &log_weight, &result}) v->reserve(traces);
+  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) v->reserve(traces);
+  status.reserve(traces);
+  message.reserve(traces);
+}
+
+void TraceBatch::append(const TraceBatch& o) {
+  const auto trace0 = static_cast<uint32_t>(num_traces());
+  const auto rec0 = static_cast<uint64_t>(num_records());
+  const auto value0 = static_cast<uint32_t>(value_arena.size());
+  const auto param0 = static_cast<uint32_t>(param_arena.size());
+  const auto msg0 = static_cast<uint32_t>(messages.size());
+
+  extend_shifted(rec_trace, o.rec_trace, trace0);
+  extend(rec_address, o.rec_address);
+  extend(rec_instance, o.rec_instance);
+  extend(rec_name, o.rec_name);
+  extend(rec_kind, o.rec_kind);
+  extend(rec_flags, o.rec_flags);
+  extend(rec_dist, o.rec_dist);
+  extend(rec_value, o.rec_value);
+  extend(rec_log_prob, o.rec_log_prob);
+  extend_shifted(rec_value_offset, o.rec_value_offset, value0);
+  extend(rec_value_len, o.rec_value_len);
+  extend_shifted(rec_param_offset, o.rec_param_offset, param0);
+  extend(rec_param_len, o.rec_param_len);
+  extend(value_arena, o.value_arena);
+  extend(param_arena, o.param_arena);
+
+  extend(trace_index, o.trace_index);
+  extend_shifted(trace_begin, o.trace_begin, rec0);
+  extend_shifted(trace_end, o.trace_end, rec0);
+  extend(log_prior, o.log_prior);
+  extend(log_likelihood, o.log_likelihood);
+  extend(log_weight, o.log_weight);
+  extend(result, o.result);
+  extend(trace_type, o.trace_type);
+  extend(status, o.status);
+  extend_shifted(message, o.message, msg0);
+  extend(messages, o.messages);
+}
+
+std::shared_ptr<TraceBatch> BatchPool::acquire() {
+  std::unique_ptr<TraceBatch> batch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!free_.empty()) {
+      batch = std::move(free_.back());
+      free_.pop_back();
+    }
+  }
+  if (!batch) batch = std::make_unique<TraceBatch>();
+  batch->clear();
+  return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Keep a bounded number of spare batches; drop very large ones to cap memory.
+    if (free_.size() < 16 && b->rec_trace.capacity() < (size_t(1) << 26))
+      free_.emplace_back(b);
+    else
+      delete b;
+  });
+}
+
+BatchPool& BatchPool::global() {
+  static BatchPool* pool = new BatchPool();  // never destroyed: views may outlive static teardown
+  return *pool;
+}
+
+}  // namespace ppfast

@@ -1,0 +1,64 @@
+// Columnar, append-only block of traces (DESIGN.md §3).  Written by the recorder
+// without allocation per draw once capacity is reached; read by Python as numpy views.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ppfast {
+
+enum class RecordKind : uint8_t { Sample = 0, Observe = 1, Tag = 2, Factor = 3 };
+
+enum RecordFlag : uint8_t {
+  kControl = 1,    // inference may steer this draw
+  kReplace = 2,    // rejection-loop draw: only the last one at (address, instance) counts
+  kObserved = 4,   // observe with a value supplied by the run
+  kDiscarded = 8,  // a replace draw superseded by a later one
+  kProposed = 16,  // value came from a policy (replay or proposal), not the prior
+};
+
+enum class TraceStatus : uint8_t { Ok = 0, Error = 1 };
+
+struct TraceBatch {
+  // Per record.
+  std::vector<uint32_t> rec_trace, rec_address, rec_instance, rec_name;
+  std::vector<uint8_t> rec_kind, rec_flags, rec_dist;
+  std::vector<double> rec_value, rec_log_prob;
+  // Tensor values (rec_value_len > 1) live in value_arena; rec_value holds element 0.
+  std::vector<uint32_t> rec_value_offset, rec_value_len;
+  std::vector<uint32_t> rec_param_offset, rec_param_len;
+  std::vector<double> value_arena, param_arena;
+
+  // Per trace.
+  std::vector<uint64_t> trace_index;  // global trace number = RNG stream id
+  std::vector<uint64_t> trace_begin, trace_end;
+  std::vector<double> log_prior, log_likelihood, log_weight, result;
+  std::vector<uint64_t> trace_type;
+  std::vector<uint8_t> status;
+  std::vector<uint32_t> message;  // index into messages when status != Ok
+  std::vector<std::string> messages;
+
+  size_t num_records() const { return rec_trace.size(); }
+  size_t num_traces() const { return trace_index.size(); }
+  void clear();
+  void reserve(size_t traces, size_t records);
+  /// Appends all of `other` (trace numbers local to this batch are renumbered).
+  void append(const TraceBatch& other);
+};
+
+/// Recycles batches so steady-state runs allocate nothing: a batch handed out as a
+/// shared_ptr goes back to the pool when its last owner (e.g. a numpy view) lets go.
+class BatchPool {
+ public:
+  std::shared_ptr<TraceBatch> acquire();
+  static BatchPool& global();
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<TraceBatch>> free_;
+};
+
+}  // namespace ppfast

@@ -1,0 +1,212 @@
+// ppfast C++ API for simulators: include this header, link ppfast::ppfast.
+//
+//   double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "mu");
+//   ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
+//   PPFAST_MODEL(gum, [] { ...; return mu; })
+//
+// Outside a ppfast run every call samples from the prior, so the simulator still runs
+// on its own.  No Python headers here.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "ppfast/ppfast.h"
+
+namespace ppfast {
+
+/// Thrown inside the simulator when the current trace has failed (invalid parameters,
+/// missing observation); the host catches it and records the trace as failed.
+struct TraceAborted : std::runtime_error {
+  TraceAborted() : std::runtime_error("ppfast: trace aborted") {}
+};
+
+/// A distribution with inline storage for scalar parameters (no allocation per draw)
+/// and heap storage for tensor-valued ones.
+class Distribution {
+ public:
+  ppfast_dist view() const {
+    return ppfast_dist{kind_, size_, static_cast<uint32_t>(count_), heap_.empty() ? inline_ : heap_.data()};
+  }
+  uint32_t size() const { return size_; }
+
+ protected:
+  Distribution(uint8_t kind, std::initializer_list<double> scalars) : kind_(kind) {
+    for (double v : scalars) inline_[count_++] = v;
+  }
+  Distribution(uint8_t kind, std::initializer_list<const std::vector<double>*> arrays) : kind_(kind) {
+    size_t n = 0;
+    for (auto* a : arrays) n = a->size() > n ? a->size() : n;
+    size_ = static_cast<uint32_t>(n);
+    // Broadcast length-1 parameters against the longest one.
+    for (auto* a : arrays)
+      for (size_t i = 0; i < n; ++i) heap_.push_back(a->size() == 1 ? (*a)[0] : (i < a->size() ? (*a)[i] : NAN));
+    count_ = heap_.size();
+  }
+  explicit Distribution(uint8_t kind, std::vector<double> raw, uint32_t size)
+      : kind_(kind), size_(size), count_(raw.size()), heap_(std::move(raw)) {}
+
+ private:
+  uint8_t kind_;
+  uint32_t size_ = 1;
+  size_t count_ = 0;
+  double inline_[4] = {0, 0, 0, 0};
+  std::vector<double> heap_;
+};
+
+using Vec = std::vector<double>;
+
+#define PPFAST_DIST2(Name, KIND, a, b)                                             \
+  struct Name : Distribution {                                                     \
+    Name(double a, double b) : Distribution(KIND, {a, b}) {}                       \
+    Name(const Vec& a, const Vec& b) : Distribution(KIND, {&a, &b}) {}             \
+  };
+#define PPFAST_DIST1(Name, KIND, a)                                                \
+  struct Name : Distribution {                                                     \
+    explicit Name(double a) : Distribution(KIND, {a}) {}                           \
+    explicit Name(const Vec& a) : Distribution(KIND, {&a}) {}                      \
+  };
+
+PPFAST_DIST2(Normal, PPFAST_NORMAL, mean, stddev)
+PPFAST_DIST2(Uniform, PPFAST_UNIFORM, low, high)
+PPFAST_DIST1(Poisson, PPFAST_POISSON, rate)
+PPFAST_DIST1(Bernoulli, PPFAST_BERNOULLI, probs)
+PPFAST_DIST2(Beta, PPFAST_BETA, concentration1, concentration0)
+PPFAST_DIST1(Exponential, PPFAST_EXPONENTIAL, rate)
+PPFAST_DIST2(Gamma, PPFAST_GAMMA, concentration, rate)
+PPFAST_DIST2(LogNormal, PPFAST_LOGNORMAL, loc, scale)
+PPFAST_DIST2(Binomial, PPFAST_BINOMIAL, total_count, probs)
+PPFAST_DIST2(Weibull, PPFAST_WEIBULL, scale, concentration)
+#undef PPFAST_DIST1
+#undef PPFAST_DIST2
+
+struct TruncatedNormal : Distribution {
+  TruncatedNormal(double mean, double stddev, double low, double high)
+      : Distribution(PPFAST_TRUNCATED_NORMAL, {mean, stddev, low, high}) {}
+  TruncatedNormal(const Vec& mean, const Vec& stddev, const Vec& low, const Vec& high)
+      : Distribution(PPFAST_TRUNCATED_NORMAL, {&mean, &stddev, &low, &high}) {}
+};
+
+/// Categorical over {0, ..., probs.size()-1}.
+struct Categorical : Distribution {
+  explicit Categorical(Vec probs) : Distribution(PPFAST_CATEGORICAL, std::move(probs), 1) {}
+};
+
+/// Mixture of scalar distributions with the given weights.
+struct Mixture : Distribution {
+  Mixture(const std::vector<Distribution>& components, const Vec& probs)
+      : Distribution(PPFAST_MIXTURE, pack(components, probs), 1) {}
+
+ private:
+  static Vec pack(const std::vector<Distribution>& components, const Vec& probs) {
+    Vec raw{static_cast<double>(probs.size())};
+    raw.insert(raw.end(), probs.begin(), probs.end());
+    for (const auto& c : components) {
+      ppfast_dist v = c.view();
+      raw.push_back(v.kind);
+      raw.push_back(v.nparams);
+      raw.insert(raw.end(), v.params, v.params + v.nparams);
+    }
+    return raw;
+  }
+};
+
+namespace detail {
+/// Interns a string through the current recorder, caching by pointer (string literals
+/// keep their address), so a call site pays a hash lookup once.
+uint32_t intern_cached(const char* s, const char* file, int line);
+inline void check() {
+  if (ppfast_failed()) throw TraceAborted();
+}
+}  // namespace detail
+
+/// Draws a scalar value at `address` (the first element for tensor distributions).
+inline double sample(const Distribution& d, const char* address, const char* name = nullptr, bool control = true,
+                     bool replace = false, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ppfast_dist v = d.view();
+  double small[1];
+  std::vector<double> big;
+  double* out = v.size == 1 ? small : (big.resize(v.size), big.data());
+  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
+  double x = ppfast_sample(&v, detail::intern_cached(address, file, line),
+                           name ? detail::intern_cached(name, nullptr, 0) : 0u, flags, out);
+  detail::check();
+  return x;
+}
+
+/// Draws a tensor value (d.size() elements) at `address`.
+inline std::vector<double> sample_tensor(const Distribution& d, const char* address, const char* name = nullptr,
+                                         bool control = true, bool replace = false,
+                                         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ppfast_dist v = d.view();
+  std::vector<double> out(v.size);
+  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
+  ppfast_sample(&v, detail::intern_cached(address, file, line), name ? detail::intern_cached(name, nullptr, 0) : 0u,
+                flags, out.data());
+  detail::check();
+  return out;
+}
+
+/// Conditions on the value the run supplies under `name` (observe={name: value}).
+inline void observe(const Distribution& d, const char* name, const char* file = __builtin_FILE(),
+                    int line = __builtin_LINE()) {
+  ppfast_dist v = d.view();
+  uint32_t id = detail::intern_cached(name, file, line);
+  ppfast_observe(&v, id, id, nullptr, 0);
+  detail::check();
+}
+
+/// Conditions on `value` unless the run supplies one under `name`.
+inline void observe(const Distribution& d, const char* name, const std::vector<double>& value,
+                    const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ppfast_dist v = d.view();
+  uint32_t id = detail::intern_cached(name, file, line);
+  ppfast_observe(&v, id, id, value.data(), static_cast<uint32_t>(value.size()));
+  detail::check();
+}
+inline void observe(const Distribution& d, const char* name, double value, const char* file = __builtin_FILE(),
+                    int line = __builtin_LINE()) {
+  ppfast_dist v = d.view();
+  uint32_t id = detail::intern_cached(name, file, line);
+  ppfast_observe(&v, id, id, &value, 1);
+  detail::check();
+}
+
+/// Records a value for analysis only.
+inline void tag(double value, const char* name) {
+  uint32_t id = detail::intern_cached(name, nullptr, 0);
+  ppfast_tag(id, id, &value, 1);
+}
+inline void tag(const std::vector<double>& value, const char* name) {
+  uint32_t id = detail::intern_cached(name, nullptr, 0);
+  ppfast_tag(id, id, value.data(), static_cast<uint32_t>(value.size()));
+}
+
+/// Adds an arbitrary term to the log-likelihood.
+inline void factor(double log_prob) { ppfast_factor(log_prob); }
+
+}  // namespace ppfast
+
+/// Exports `fn` (a callable returning a double, or void) as this library's model for
+/// embedded mode and as `ppfast_model_main` for shared-memory / standalone executables.
+#define PPFAST_MODEL(model_name, fn)                                                    \
+  namespace {                                                                           \
+  double ppfast_model_run_() {                                                          \
+    using R = decltype((fn)());                                                         \
+    if constexpr (std::is_void_v<R>) {                                                  \
+      (fn)();                                                                           \
+      return 0.0;                                                                       \
+    } else {                                                                            \
+      return static_cast<double>((fn)());                                               \
+    }                                                                                   \
+  }                                                                                     \
+  }                                                                                     \
+  extern "C" __attribute__((visibility("default"))) const ppfast_model_info* ppfast_model_entry(void) { \
+    static const ppfast_model_info info{PPFAST_ABI_VERSION, #model_name, &ppfast_model_run_, &ppfast_bind}; \
+    return &info;                                                                       \
+  }

@@ -1,0 +1,80 @@
+// Distributions for standalone use from Python (Distribution.sample / log_prob).
+#include <random>
+
+#include "core/distributions.hpp"
+#include "python/bindings.hpp"
+
+namespace ppfast::python {
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+Dist view(int kind, uint32_t size, const Array& params) {
+  return Dist{DistKind(kind), size, static_cast<uint32_t>(params.size()), params.data()};
+}
+
+void check(const Dist& d) {
+  std::string msg = validate(d);
+  if (!msg.empty()) throw RecorderError(ErrorCode::InvalidDistribution, msg);
+}
+
+Rng& python_rng() {
+  static Rng rng = [] {
+    Rng r;
+    std::random_device dev;
+    r.seed((uint64_t(dev()) << 32) ^ dev(), 0);
+    return r;
+  }();
+  return rng;
+}
+
+}  // namespace
+
+void register_distributions(py::module_& m) {
+  m.def("dist_validate", [](int kind, uint32_t size, const Array& params) { return validate(view(kind, size, params)); });
+  m.def(
+      "dist_sample",
+      [](int kind, uint32_t size, const Array& params, size_t n, py::object seed) {
+        Dist d = view(kind, size, params);
+        check(d);
+        Array out({n, size_t(size)});
+        Rng local;
+        Rng* rng = &python_rng();
+        if (!seed.is_none()) {
+          local.seed(seed.cast<uint64_t>(), 0);
+          rng = &local;
+        }
+        double* o = out.mutable_data();
+        for (size_t i = 0; i < n; ++i) sample(d, *rng, o + i * size);
+        return out;
+      },
+      py::arg("kind"), py::arg("size"), py::arg("params"), py::arg("n"), py::arg("seed") = py::none());
+  m.def("dist_log_prob", [](int kind, uint32_t size, const Array& params, const Array& values) {
+    Dist d = view(kind, size, params);
+    check(d);
+    const size_t n = values.size() / size;
+    if (n * size != size_t(values.size()))
+      throw py::value_error("value has " + std::to_string(values.size()) + " elements, expected a multiple of " +
+                            std::to_string(size));
+    Array out(n);
+    for (size_t i = 0; i < n; ++i) out.mutable_data()[i] = log_prob(d, values.data() + i * size);
+    return out;
+  });
+  m.def("dist_moments", [](int kind, uint32_t size, const Array& params) {
+    Dist d = view(kind, size, params);
+    check(d);
+    Array mu(size), sd(size);
+    mean(d, mu.mutable_data());
+    stddev(d, sd.mutable_data());
+    return py::make_tuple(mu, sd);
+  });
+  m.def("dist_support", [](int kind, uint32_t size, const Array& params) {
+    Dist d = view(kind, size, params);
+    Array lo(size), hi(size);
+    support(d, lo.mutable_data(), hi.mutable_data());
+    return py::make_tuple(lo, hi);
+  });
+  m.def("dist_name", [](int kind) { return std::string(dist_name(DistKind(kind))); });
+}
+
+}  // namespace ppfast::python

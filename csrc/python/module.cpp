@@ -1,0 +1,11 @@
+// The one binding entry point: ppfast._core, one register_<area>() per file.
+#include "python/bindings.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "ppfast native core (private: use the ppfast package)";
+  ppfast::python::register_errors(m);
+  ppfast::python::register_distributions(m);
+  ppfast::python::register_trace(m);
+  ppfast::python::register_recorder(m);
+  ppfast::python::register_native(m);
+}

@@ -1,0 +1,78 @@
+// Embedded mode: a simulator shared library loaded into this process, run on C++
+// worker threads with the GIL released.
+#include <dlfcn.h>
+
+#include "core/runner.hpp"
+#include "python/bindings.hpp"
+
+namespace ppfast {
+const ppfast_api* local_api();
+}
+
+namespace ppfast::python {
+namespace {
+
+class NativeModel {
+ public:
+  NativeModel(const std::string& path, int threads) : path_(path) {
+    handle_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle_) throw py::value_error("cannot load simulator library '" + path + "': " + dlerror());
+    auto entry = reinterpret_cast<const ppfast_model_info* (*)()>(dlsym(handle_, "ppfast_model_entry"));
+    if (!entry) {
+      dlclose(handle_);
+      throw py::value_error("'" + path + "' exports no ppfast_model_entry: define the model with PPFAST_MODEL(name, fn)");
+    }
+    info_ = entry();
+    if (info_->abi_version != PPFAST_ABI_VERSION) {
+      dlclose(handle_);
+      throw py::value_error("'" + path + "' was built for ppfast ABI " + std::to_string(info_->abi_version) +
+                            ", this ppfast speaks " + std::to_string(PPFAST_ABI_VERSION));
+    }
+    info_->bind(local_api());  // the library's draws reach this process's recorder
+    pool_ = std::make_unique<WorkerPool>(threads);
+  }
+  // The library stays loaded: views and cached ids may refer to it.
+
+  PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs) {
+    PyTraceBatch out{BatchPool::global().acquire()};
+    py::gil_scoped_release release;
+    run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch);
+    return out;
+  }
+
+  /// The simulator alone, with recording off: the floor recording is measured against.
+  void run_unrecorded(uint64_t count) {
+    py::gil_scoped_release release;
+    const auto fn = info_->run;
+    pool_->run(static_cast<size_t>(pool_->size()), [&](size_t task, int) {
+      const uint64_t n = count / pool_->size() + (task < count % pool_->size() ? 1 : 0);
+      for (uint64_t i = 0; i < n; ++i) fn();
+    });
+  }
+
+  std::string name() const { return info_->name; }
+  int threads() const { return pool_->size(); }
+  uintptr_t entry() const { return reinterpret_cast<uintptr_t>(info_->run); }
+
+ private:
+  std::string path_;
+  void* handle_ = nullptr;
+  const ppfast_model_info* info_ = nullptr;
+  std::unique_ptr<WorkerPool> pool_;
+};
+
+}  // namespace
+
+void register_native(py::module_& m) {
+  py::class_<NativeModel>(m, "NativeModel")
+      .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("threads"))
+      .def("run", &NativeModel::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"))
+      .def("run_unrecorded", &NativeModel::run_unrecorded)
+      .def_property_readonly("name", &NativeModel::name)
+      .def_property_readonly("threads", &NativeModel::threads)
+      .def_property_readonly("entry", &NativeModel::entry);
+  // Address of this process's C ABI table, for numba and other in-process callers.
+  m.def("api_table", [] { return reinterpret_cast<uintptr_t>(local_api()); });
+}
+
+}  // namespace ppfast::python

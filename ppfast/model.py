@@ -1,0 +1,308 @@
+"""Models: anything that produces traces.
+
+``BaseModel`` holds the user-facing API (``prior_results``, ``posterior_results``,
+``prior_batch``, ...), the same for every kind of model; a subclass only says how to
+simulate traces ``[first, first + count)`` into a TraceBatch.  ``Model`` is the Python
+kind: subclass it and write ``forward()`` with ``ppfast.sample`` / ``observe``.
+
+>>> import ppfast
+>>> from ppfast.distributions import Normal
+>>> class GUM(ppfast.Model):
+...     def forward(self):
+...         mu = ppfast.sample(Normal(1.0, 5 ** 0.5), name="mu")
+...         ppfast.observe(Normal(mu, 2 ** 0.5), name="obs0")
+...         ppfast.observe(Normal(mu, 2 ** 0.5), name="obs1")
+...         return mu
+>>> post = GUM().posterior_results(2000, observe={"obs0": 8, "obs1": 9}, seed=1, progress=False)
+>>> abs(post.mean - 7.25) < 0.2
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from . import _core
+from .distributions import Distribution
+from .errors import ModelError, TraceError
+from .posterior import Empirical
+from .primitives import Handler, handler_stack, name_id
+from .trace import TraceBatch, TraceList
+
+__all__ = ["InferenceEngine", "BaseModel", "Model", "set_random_seed", "set_progress"]
+
+
+class InferenceEngine(enum.Enum):
+    IMPORTANCE_SAMPLING = 0
+    IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK = 1
+    LIGHTWEIGHT_METROPOLIS_HASTINGS = 2
+    RANDOM_WALK_METROPOLIS_HASTINGS = 3
+
+
+class _Config:
+    progress = os.environ.get("PPFAST_PROGRESS", "1") != "0"
+    seeds = np.random.default_rng()
+
+
+def set_random_seed(seed: int) -> None:
+    """Makes runs without an explicit ``seed=`` reproducible."""
+    _Config.seeds = np.random.default_rng(seed)
+
+
+def set_progress(enabled: bool) -> None:
+    """Turns progress bars on or off by default (``progress=`` overrides per call)."""
+    _Config.progress = bool(enabled)
+
+
+def next_seed(seed: Optional[int]) -> int:
+    return int(seed) if seed is not None else int(_Config.seeds.integers(0, 2**63 - 1))
+
+
+def observation_map(observe: Optional[Dict[str, Any]]) -> Dict[int, np.ndarray]:
+    """{name: value} -> {name id: float64 array}."""
+    out = {}
+    for k, v in (observe or {}).items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        arr = np.ascontiguousarray(v, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"observe={{{k!r}: ...}}: value must be finite, got {v!r}")
+        out[name_id(k)] = arr
+    return out
+
+
+class _Progress:
+    """A tqdm bar when enabled and the work is long enough to deserve one."""
+
+    def __init__(self, total: int, desc: str, enabled: Optional[bool], unit: str = "trace"):
+        enabled = _Config.progress if enabled is None else enabled
+        self.bar = None
+        if enabled and total >= 1000:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, mininterval=0.25)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class BaseModel:
+    """The model interface shared by Python, embedded C++, shared-memory and PPX models."""
+
+    name = "model"
+    # Traces per simulate call between progress updates.
+    chunk_size = 1 << 16
+
+    def __init__(self, name: Optional[str] = None):
+        if name is not None:
+            self.name = name
+
+    # -- what a model kind implements ----------------------------------------------------
+    def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
+                  required: bool) -> TraceBatch:
+        raise NotImplementedError
+
+    # -- running ----------------------------------------------------------------------
+    def simulate(self, num_traces: int, observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
+                 first: int = 0, progress: Optional[bool] = None, on_error: str = "raise",
+                 required: Optional[bool] = None, desc: str = "Simulating") -> TraceBatch:
+        """Runs ``num_traces`` executions; trace ``first + i`` uses RNG stream
+        ``first + i`` of ``seed``.  ``on_error``: 'raise' (a failed trace raises a typed
+        error carrying the traces so far) or 'skip' (failed traces stay in the batch
+        with weight 0 and an error message)."""
+        num_traces = int(num_traces)
+        if num_traces < 0:
+            raise ValueError(f"num_traces must be >= 0, got {num_traces}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        seed = next_seed(seed)
+        obs = observation_map(observe)
+        required = bool(observe) if required is None else required
+        bar = _Progress(num_traces, desc, progress)
+        parts: List[TraceBatch] = []
+        try:
+            done = 0
+            while done < num_traces or not parts:
+                n = min(self.chunk_size, num_traces - done)
+                part = self._simulate(seed, first + done, n, obs, required)
+                parts.append(part)
+                done += n
+                bar.update(n)
+                if on_error == "raise" and len(part.failed):
+                    self._raise_failed(part, parts)
+                if n == 0:
+                    break
+        finally:
+            bar.close()
+        return TraceBatch.concat(parts)
+
+    @staticmethod
+    def _raise_failed(part: TraceBatch, parts: List[TraceBatch]) -> None:
+        from .errors import DistributionError, MissingObservationError, SupportError
+
+        i = int(part.failed[0])
+        msg = part.error(i)
+        index = int(part.traces["index"][i])
+        partial = TraceBatch.concat(parts)
+        cls = TraceError
+        if msg.startswith("invalid distribution"):
+            cls = DistributionError
+        elif "has no value" in msg:
+            cls = MissingObservationError
+        elif "outside the support" in msg:
+            cls = SupportError
+        err = cls(f"trace {index}: {msg}")
+        err.trace, err.partial = index, partial  # type: ignore[attr-defined]
+        raise err
+
+    def prior_batch(self, num_traces: int = 10, seed: Optional[int] = None, observe: Optional[Dict[str, Any]] = None,
+                    progress: Optional[bool] = None) -> TraceBatch:
+        """Prior traces as a zero-copy TraceBatch."""
+        return self.simulate(num_traces, observe=observe, seed=seed, progress=progress, required=False,
+                             desc="Prior")
+
+    def prior(self, num_traces: int = 10, seed: Optional[int] = None, observe: Optional[Dict[str, Any]] = None,
+              progress: Optional[bool] = None, **kwargs: Any) -> Empirical:
+        """Prior over traces (values are Trace views; ``result['name']`` extracts a variable)."""
+        batch = self.prior_batch(num_traces, seed=seed, observe=observe, progress=progress)
+        return Empirical(TraceList(batch), log_weights=np.zeros(len(batch)), name="Prior", batch=batch)
+
+    def prior_results(self, num_traces: int = 10, seed: Optional[int] = None,
+                      observe: Optional[Dict[str, Any]] = None, progress: Optional[bool] = None,
+                      **kwargs: Any) -> Empirical:
+        """Prior over the model's results."""
+        batch = self.prior_batch(num_traces, seed=seed, observe=observe, progress=progress)
+        return Empirical(batch.results, log_weights=np.zeros(len(batch)), name="Prior", batch=batch)
+
+    def posterior_batch(self, num_traces: int = 10,
+                        inference_engine: InferenceEngine = InferenceEngine.IMPORTANCE_SAMPLING,
+                        observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
+                        progress: Optional[bool] = None, on_error: str = "raise", **kwargs: Any) -> TraceBatch:
+        if inference_engine == InferenceEngine.IMPORTANCE_SAMPLING:
+            return self.simulate(num_traces, observe=observe, seed=seed, progress=progress, on_error=on_error,
+                                 required=True, desc="Importance sampling")
+        from . import inference
+
+        return inference.run(self, inference_engine, num_traces, observe=observe, seed=seed, progress=progress,
+                             on_error=on_error, **kwargs)
+
+    def posterior(self, num_traces: int = 10,
+                  inference_engine: InferenceEngine = InferenceEngine.IMPORTANCE_SAMPLING,
+                  observe: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Empirical:
+        """Posterior over traces (``posterior['mu']`` gives one variable)."""
+        batch = self.posterior_batch(num_traces, inference_engine, observe=observe, **kwargs)
+        return Empirical(TraceList(batch), log_weights=batch.log_weights, name="Posterior", batch=batch)
+
+    def posterior_results(self, num_traces: int = 10,
+                          inference_engine: InferenceEngine = InferenceEngine.IMPORTANCE_SAMPLING,
+                          observe: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Empirical:
+        """Posterior over the model's results (importance sampling by default)."""
+        batch = self.posterior_batch(num_traces, inference_engine, observe=observe, **kwargs)
+        return Empirical(batch.results, log_weights=batch.log_weights, name="Posterior", batch=batch)
+
+
+class _Record(Handler):
+    """Routes a Python model's random choices to the C++ recorder (prior, importance
+    sampling; the recorder's policy decides values)."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, rec: "_core.Recorder"):
+        self.rec = rec
+
+    def sample(self, dist: Distribution, address: int, name: int, control: bool, replace: bool) -> Any:
+        flags = (1 if control else 0) | (2 if replace else 0)
+        if dist._params is None:
+            x = self.rec.sample(dist.kind, dist._a, dist._b, address, name, flags)
+            return int(x) if dist.discrete else x
+        return dist.value_from(self.rec.sample_array(dist.kind, dist._size, dist._params, address, name, flags))
+
+    def observe(self, dist: Distribution, value: Any, address: int, name: int) -> None:
+        if value is not None and not isinstance(value, np.ndarray):
+            value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
+        if dist._params is None:
+            self.rec.observe(dist.kind, dist._a, dist._b, address, name, value)
+        else:
+            self.rec.observe_array(dist.kind, dist._size, dist._params, address, name, value)
+
+    def factor(self, log_prob: float) -> None:
+        self.rec.factor(log_prob)
+
+    def tag(self, value: Any, address: int, name: int) -> None:
+        from .primitives import as_float_array
+
+        self.rec.tag(address, name, as_float_array(value))
+
+
+def _as_result(value: Any) -> float:
+    """A numeric result as float, else NaN (the object is kept on the Python side)."""
+    t = type(value)
+    if t is float or t is int:
+        return float(value)
+    try:
+        if np.ndim(value) == 0:
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    return math.nan
+
+
+class Model(BaseModel):
+    """A model written in Python: subclass and implement ``forward()``."""
+
+    def __init__(self, name: str = "Unnamed ppfast model", **kwargs: Any):
+        super().__init__(name)
+
+    def forward(self) -> Any:
+        raise NotImplementedError("subclasses of ppfast.Model implement forward()")
+
+    def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
+                  required: bool) -> TraceBatch:
+        rec = _core.Recorder(seed, _core.Observations(observations, required))
+        return run_python(self.forward, rec, _Record(rec), first, count)
+
+
+def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int, count: int) -> TraceBatch:
+    """Runs ``forward`` ``count`` times under ``handler`` and the recorder ``rec``."""
+    results: List[Any] = []
+    numeric = True
+    token = handler_stack.set(handler_stack.get() + (handler,))
+    try:
+        for i in range(first, first + count):
+            rec.begin(i)
+            try:
+                result = forward()
+            except Exception as e:
+                rec.fail(f"{type(e).__name__}: {e}")
+                rec.end(math.nan)
+                partial = TraceBatch(rec.take(), None if numeric else results + [None])
+                if isinstance(e, TraceError) or type(e).__module__ == "ppfast.errors":
+                    e.trace, e.partial = i, partial  # type: ignore[attr-defined]
+                    e.args = (f"trace {i}: {e}",)
+                    raise
+                raise ModelError(f"trace {i}: forward() raised {type(e).__name__}: {e}", trace=i,
+                                 partial=partial) from e
+            results.append(result)
+            t = type(result)
+            if t is float or t is int:
+                rec.end(result)
+            else:
+                r = _as_result(result)
+                numeric = numeric and (r == r or result is None)
+                rec.end(r)
+    finally:
+        handler_stack.reset(token)
+    # Non-numeric results are kept as objects; numbers live in the batch's result column.
+    return TraceBatch(rec.take(), None if numeric else results)
+
+

@@ -1,0 +1,1 @@
+"""Model kinds other than Python ``ppfast.Model``: embedded C++, shared memory, PPX."""

@@ -1,0 +1,239 @@
+"""Empirical distributions: weighted values kept as log-weights.
+
+PyProb's attribute names work (``values``, ``log_weights``, ``weights``, ``mean``,
+``stddev``, ``variance``, ``effective_sample_size``, ``unweighted()``, ``resample()``,
+``sample()``, ``combine()``).  Numeric values stay numpy arrays (views on trace batch
+memory where they come from one); an Empirical over a trace batch extracts a variable
+by name: ``posterior['mu']``.
+
+>>> e = Empirical([1.0, 2.0, 3.0], log_weights=[0.0, 0.0, 0.0])
+>>> e.mean
+2.0
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Callable, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["Empirical"]
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = np.max(x) if x.size else -np.inf
+    if not np.isfinite(m):
+        return float(m)
+    return float(m + np.log(np.sum(np.exp(x - m))))
+
+
+class Empirical:
+    """A weighted set of values.
+
+    ``values``: a sequence (numpy array for numbers, list otherwise); ``log_weights``
+    (default: equal weights).  ``batch`` (optional): the TraceBatch the values came
+    from, which enables ``posterior['name']`` and ``traces``.
+    """
+
+    def __init__(self, values: Any = None, log_weights: Any = None, weights: Any = None, name: str = "Empirical",
+                 batch: Any = None):
+        if values is None:
+            values = []
+        if isinstance(values, np.ndarray):
+            self._values = values
+        else:
+            values = list(values)
+            try:
+                arr = np.asarray(values, dtype=np.float64) if values else np.zeros(0)
+                self._values = arr if arr.ndim >= 1 else arr.reshape(1)
+            except (TypeError, ValueError):
+                self._values = values
+        n = len(self._values)
+        if log_weights is not None:
+            lw = np.asarray(log_weights, dtype=np.float64)
+        elif weights is not None:
+            with np.errstate(divide="ignore"):
+                lw = np.log(np.asarray(weights, dtype=np.float64))
+        else:
+            lw = np.zeros(n)
+        if lw.shape[0] != n:
+            raise ValueError(f"Empirical: {n} values but {lw.shape[0]} weights")
+        self._log_weights = lw
+        self.name = name
+        self.batch = batch
+        self._norm: Optional[np.ndarray] = None
+
+    # -- PyProb names ----------------------------------------------------------------
+    @property
+    def values(self) -> Any:
+        return self._values
+
+    @property
+    def log_weights(self) -> np.ndarray:
+        return self._log_weights
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Normalized weights (summing to 1)."""
+        if self._norm is None:
+            lw = self._log_weights
+            total = _logsumexp(lw)
+            if not np.isfinite(total):
+                raise ValueError(f"{self.name}: all weights are zero (every log-weight is -inf or NaN)")
+            self._norm = np.exp(lw - total)
+        return self._norm
+
+    @property
+    def length(self) -> int:
+        return len(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _numeric(self) -> np.ndarray:
+        if not isinstance(self._values, np.ndarray):
+            raise TypeError(f"{self.name}: values are not numeric; extract a variable first, e.g. posterior['mu']")
+        return self._values
+
+    @property
+    def mean(self) -> Any:
+        v = self._numeric()
+        m = np.tensordot(self.weights, v, axes=(0, 0))
+        return float(m) if np.ndim(m) == 0 else m
+
+    @property
+    def variance(self) -> Any:
+        v = self._numeric()
+        m = np.tensordot(self.weights, v, axes=(0, 0))
+        var = np.tensordot(self.weights, (v - m) ** 2, axes=(0, 0))
+        return float(var) if np.ndim(var) == 0 else var
+
+    @property
+    def stddev(self) -> Any:
+        return np.sqrt(self.variance) if np.ndim(self.variance) else float(np.sqrt(self.variance))
+
+    @property
+    def effective_sample_size(self) -> float:
+        """Kish's effective sample size, (sum w)^2 / sum w^2."""
+        w = self.weights
+        return float(1.0 / np.sum(w * w))
+
+    def quantile(self, q: Any) -> Any:
+        """Weighted quantile(s) of scalar values."""
+        v = self._numeric()
+        order = np.argsort(v, kind="stable")
+        cdf = np.cumsum(self.weights[order])
+        idx = np.searchsorted(cdf, np.asarray(q) * cdf[-1], side="left")
+        out = v[order][np.minimum(idx, len(v) - 1)]
+        return float(out) if np.ndim(out) == 0 else out
+
+    @property
+    def median(self) -> Any:
+        return self.quantile(0.5)
+
+    @property
+    def mode(self) -> Any:
+        """The value with the largest total weight."""
+        v = self._numeric()
+        uniq, inv = np.unique(v, return_inverse=True)
+        return float(uniq[np.argmax(np.bincount(inv, weights=self.weights))])
+
+    @property
+    def min(self) -> Any:
+        return float(np.min(self._numeric()))
+
+    @property
+    def max(self) -> Any:
+        return float(np.max(self._numeric()))
+
+    # -- derived Empiricals -----------------------------------------------------------
+    def _take(self, idx: np.ndarray) -> Any:
+        if isinstance(self._values, np.ndarray):
+            return self._values[idx]
+        return [self._values[i] for i in idx]
+
+    def unweighted(self) -> "Empirical":
+        """The same values with equal weights."""
+        return Empirical(self._values, log_weights=np.zeros(len(self)), name=self.name, batch=self.batch)
+
+    def resample(self, num_samples: int, seed: Optional[int] = None) -> "Empirical":
+        """``num_samples`` values drawn by weight (multinomial), equally weighted."""
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(self), size=int(num_samples), p=self.weights)
+        return Empirical(self._take(idx), name=self.name)
+
+    def sample(self, seed: Optional[int] = None) -> Any:
+        rng = np.random.default_rng(seed)
+        i = int(rng.choice(len(self), p=self.weights))
+        v = self._values[i]
+        return float(v) if isinstance(v, np.floating) else v
+
+    def map(self, func: Callable[[Any], Any]) -> "Empirical":
+        return Empirical([func(v) for v in self._values], log_weights=self._log_weights, name=self.name)
+
+    def filter(self, func: Callable[[Any], bool]) -> "Empirical":
+        keep = np.array([bool(func(v)) for v in self._values], dtype=bool)
+        return Empirical(self._take(np.flatnonzero(keep)), log_weights=self._log_weights[keep], name=self.name)
+
+    @staticmethod
+    def combine(empiricals: Sequence["Empirical"], use_initial_weights: bool = True) -> "Empirical":
+        """One Empirical from several (e.g. one per process or chain).  With
+        ``use_initial_weights`` the log-weights are kept as they are (importance-sampling
+        runs with the same proposal); otherwise each part counts equally."""
+        parts = list(empiricals)
+        if not parts:
+            return Empirical()
+        if all(isinstance(e._values, np.ndarray) for e in parts):
+            values: Any = np.concatenate([e._values for e in parts])
+        else:
+            values = [v for e in parts for v in (e._values.tolist() if isinstance(e._values, np.ndarray) else e._values)]
+        if use_initial_weights:
+            lw = np.concatenate([e._log_weights for e in parts])
+        else:
+            lw = np.concatenate([np.log(e.weights) - np.log(len(parts)) for e in parts])
+        return Empirical(values, log_weights=lw, name=parts[0].name)
+
+    # -- variables of traces ----------------------------------------------------------
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if self.batch is None:
+                raise KeyError(f"{self.name}: no traces behind this Empirical; variables are available on "
+                               "model.posterior(...) / model.prior(...) results")
+            values = self.batch.values_of(key)
+            if np.isnan(values).all():
+                raise KeyError(f"{self.name}: no variable named {key!r} in these traces")
+            return Empirical(values, log_weights=self._log_weights, name=key, batch=self.batch)
+        return self._values[key]
+
+    def variable(self, name: str) -> "Empirical":
+        return self[name]
+
+    @property
+    def traces(self) -> List[Any]:
+        if self.batch is None:
+            return []
+        return list(self.batch)
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, file_name: str) -> None:
+        """Writes values and log-weights (numeric values as arrays, others pickled)."""
+        values = self._values if isinstance(self._values, np.ndarray) else list(self._values)
+        with open(file_name, "wb") as f:
+            pickle.dump({"format": "ppfast.Empirical/1", "name": self.name, "values": np.array(values, copy=True)
+                         if isinstance(values, np.ndarray) else values, "log_weights": np.array(self._log_weights)}, f)
+
+    @classmethod
+    def load(cls, file_name: str) -> "Empirical":
+        with open(file_name, "rb") as f:
+            data = pickle.load(f)
+        if not isinstance(data, dict) or data.get("format") != "ppfast.Empirical/1":
+            raise ValueError(f"{file_name}: not a ppfast Empirical file")
+        return cls(data["values"], log_weights=data["log_weights"], name=data["name"])
+
+    def __repr__(self) -> str:
+        return f"Empirical(name={self.name!r}, length={len(self)})"
+
+
+def empirical_from(values: List[Any]) -> Empirical:
+    return Empirical(values)

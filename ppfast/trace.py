@@ -1,0 +1,242 @@
+"""Trace batches: many traces in columnar numpy views over C++ memory (no copies).
+
+``batch.records`` and ``batch.traces`` are dicts of read-only numpy arrays whose memory
+is the C++ batch; a view keeps the batch alive after the TraceBatch object is gone.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .distributions import KIND_NAMES
+
+__all__ = ["TraceBatch", "TraceList", "Trace", "Variable", "RecordKind", "FLAG_CONTROL", "FLAG_REPLACE", "FLAG_OBSERVED",
+           "FLAG_DISCARDED", "FLAG_PROPOSED"]
+
+FLAG_CONTROL, FLAG_REPLACE, FLAG_OBSERVED, FLAG_DISCARDED, FLAG_PROPOSED = 1, 2, 4, 8, 16
+
+
+class RecordKind:
+    SAMPLE, OBSERVE, TAG, FACTOR = 0, 1, 2, 3
+
+
+_address_cache: List[str] = [""]
+
+
+def address_name(i: int) -> str:
+    """String of an interned address / name id (cached on the Python side)."""
+    if i >= len(_address_cache):
+        _address_cache.extend(_core.address_names(len(_address_cache)))
+    return _address_cache[i]
+
+
+class TraceBatch:
+    """A finished batch of traces.  ``objects`` holds non-numeric results of Python
+    models (one per trace), else None."""
+
+    def __init__(self, native: "_core.TraceBatch", objects: Optional[List[Any]] = None):
+        self._native = native
+        cols = native.columns()
+        self.records: Dict[str, np.ndarray] = cols["records"]
+        self.traces: Dict[str, np.ndarray] = cols["traces"]
+        self.arenas: Dict[str, np.ndarray] = cols["arenas"]
+        self.objects = objects
+
+    @classmethod
+    def concat(cls, batches: Sequence["TraceBatch"]) -> "TraceBatch":
+        if len(batches) == 1:
+            return batches[0]
+        objects = None
+        if any(b.objects is not None for b in batches):
+            objects = [o for b in batches for o in (b.objects if b.objects is not None else b.traces["result"].tolist())]
+        return cls(_core.TraceBatch.concat([b._native for b in batches]), objects)
+
+    def __len__(self) -> int:
+        return self._native.num_traces
+
+    @property
+    def num_records(self) -> int:
+        return self._native.num_records
+
+    @property
+    def results(self) -> Any:
+        """Per-trace results: a float64 view, or a list for non-numeric results."""
+        return self.objects if self.objects is not None else self.traces["result"]
+
+    @property
+    def log_weights(self) -> np.ndarray:
+        return self.traces["log_weight"]
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Indices of failed traces."""
+        return np.flatnonzero(self.traces["status"])
+
+    def error(self, i: int) -> str:
+        return self._native.messages[int(self.traces["message"][i])]
+
+    def to_torch(self) -> Dict[str, Any]:
+        """The columns as torch tensors sharing this batch's memory."""
+        import torch
+
+        out = {}
+        for group in (self.records, self.traces):
+            for k, v in group.items():
+                if v.dtype == np.uint32:  # torch has no uint32 tensors on older versions: reinterpret as int32
+                    v = v.view(np.int32)
+                elif v.dtype == np.uint64:
+                    v = v.view(np.int64)
+                with warnings.catch_warnings():  # read-only views: torch warns, then shares the memory
+                    warnings.simplefilter("ignore", UserWarning)
+                    out[k] = torch.from_numpy(v)
+        return out
+
+    def values_of(self, name: str, instance: int = 0, fill: float = np.nan) -> np.ndarray:
+        """Per-trace value of the variable called ``name`` (a name or an address)."""
+        ids = _ids_for(name)
+        rec = self.records
+        mask = np.isin(rec["name"], ids) | np.isin(rec["address"], ids)
+        mask &= rec["instance"] == instance
+        mask &= (rec["flags"] & FLAG_DISCARDED) == 0
+        out = np.full(len(self), fill)
+        out[rec["trace"][mask]] = rec["value"][mask]
+        return out
+
+    def trace(self, i: int) -> "Trace":
+        return Trace(self, i)
+
+    def __iter__(self) -> Iterator["Trace"]:
+        for i in range(len(self)):
+            yield Trace(self, i)
+
+
+def _ids_for(name: str) -> List[int]:
+    from .primitives import name_id
+
+    return [name_id(name)]
+
+
+class TraceList(Sequence):
+    """The traces of a batch as a sequence of lazy Trace views."""
+
+    def __init__(self, batch: TraceBatch):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [Trace(self.batch, j) for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Trace(self.batch, i)
+
+
+@dataclass
+class Variable:
+    """One record of a trace (PyProb's Variable)."""
+
+    address: str
+    name: Optional[str]
+    instance: int
+    kind: int
+    distribution: Optional[str]
+    value: Any
+    log_prob: float
+    control: bool
+    replace: bool
+    observed: bool
+
+    @property
+    def tagged(self) -> bool:
+        return self.kind == RecordKind.TAG
+
+
+class Trace:
+    """A lazy view of trace ``i`` of a batch."""
+
+    def __init__(self, batch: TraceBatch, i: int):
+        self.batch = batch
+        self.index = i
+
+    def _col(self, key: str) -> Any:
+        return self.batch.traces[key][self.index]
+
+    @property
+    def result(self) -> Any:
+        return self.batch.results[self.index]
+
+    @property
+    def log_prob(self) -> float:
+        return float(self._col("log_prior") + self._col("log_likelihood"))
+
+    @property
+    def log_prior(self) -> float:
+        return float(self._col("log_prior"))
+
+    @property
+    def log_likelihood(self) -> float:
+        return float(self._col("log_likelihood"))
+
+    @property
+    def log_importance_weight(self) -> float:
+        return float(self._col("log_weight"))
+
+    @property
+    def trace_type(self) -> int:
+        return int(self._col("trace_type"))
+
+    @property
+    def failed(self) -> bool:
+        return bool(self._col("status"))
+
+    @property
+    def variables(self) -> List[Variable]:
+        b, r = self.batch, self.batch.records
+        begin, end = int(self._col("begin")), int(self._col("end"))
+        out = []
+        for j in range(begin, end):
+            flags = int(r["flags"][j])
+            if flags & FLAG_DISCARDED:
+                continue
+            n = int(r["value_len"][j])
+            if n > 1:
+                off = int(r["value_offset"][j])
+                value: Any = b.arenas["values"][off:off + n]
+            else:
+                value = float(r["value"][j])
+            name_i = int(r["name"][j])
+            dist = int(r["dist"][j])
+            out.append(Variable(address=address_name(int(r["address"][j])), name=address_name(name_i) if name_i else None,
+                                instance=int(r["instance"][j]), kind=int(r["kind"][j]),
+                                distribution=KIND_NAMES.get(dist) if dist else None, value=value,
+                                log_prob=float(r["log_prob"][j]), control=bool(flags & FLAG_CONTROL),
+                                replace=bool(flags & FLAG_REPLACE), observed=bool(flags & FLAG_OBSERVED)))
+        return out
+
+    @property
+    def variables_controlled(self) -> List[Variable]:
+        return [v for v in self.variables if v.kind == RecordKind.SAMPLE and v.control]
+
+    @property
+    def variables_observed(self) -> List[Variable]:
+        return [v for v in self.variables if v.observed]
+
+    @property
+    def named_variables(self) -> Dict[str, Variable]:
+        return {v.name: v for v in self.variables if v.name is not None}
+
+    def __len__(self) -> int:
+        return int(self._col("end") - self._col("begin"))
+
+    def __repr__(self) -> str:
+        return f"Trace({self.index}, records={len(self)}, log_weight={self.log_importance_weight:.4g})"

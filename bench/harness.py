@@ -255,7 +255,7 @@ def _measure(bench: Benchmark, settings: Settings, say: Callable[[str], None]) -
     for side, side_times in times.items():
         if side not in runners:
             continue
-        rates = [sizes[side] / t for t in side_times]
+        rates = [sizes[side] / max(t, 1e-12) for t in side_times]
         entry[side] = {
             "status": "ok",
             "rate": statistics.median(rates),

@@ -109,7 +109,9 @@ class BaseModel:
 
     # -- what a model kind implements ----------------------------------------------------
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
-                  required: bool) -> TraceBatch:
+                  required: bool, skip_errors: bool = False) -> TraceBatch:
+        """Traces [first, first + count) into a batch; failed traces are recorded with
+        their error (``skip_errors`` lets Python models go on after an exception)."""
         raise NotImplementedError
 
     # -- running ----------------------------------------------------------------------
@@ -134,7 +136,7 @@ class BaseModel:
             done = 0
             while done < num_traces or not parts:
                 n = min(self.chunk_size, num_traces - done)
-                part = self._simulate(seed, first + done, n, obs, required)
+                part = self._simulate(seed, first + done, n, obs, required, skip_errors=on_error == "skip")
                 parts.append(part)
                 done += n
                 bar.update(n)
@@ -267,12 +269,13 @@ class Model(BaseModel):
         raise NotImplementedError("subclasses of ppfast.Model implement forward()")
 
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
-                  required: bool) -> TraceBatch:
+                  required: bool, skip_errors: bool = False) -> TraceBatch:
         rec = _core.Recorder(seed, _core.Observations(observations, required))
-        return run_python(self.forward, rec, _Record(rec), first, count)
+        return run_python(self.forward, rec, _Record(rec), first, count, skip_errors)
 
 
-def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int, count: int) -> TraceBatch:
+def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int, count: int,
+               skip_errors: bool = False) -> TraceBatch:
     """Runs ``forward`` ``count`` times under ``handler`` and the recorder ``rec``."""
     results: List[Any] = []
     numeric = True
@@ -285,6 +288,9 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
             except Exception as e:
                 rec.fail(f"{type(e).__name__}: {e}")
                 rec.end(math.nan)
+                if skip_errors:
+                    results.append(None)
+                    continue
                 partial = TraceBatch(rec.take(), None if numeric else results + [None])
                 if isinstance(e, TraceError) or type(e).__module__ == "ppfast.errors":
                     e.trace, e.partial = i, partial  # type: ignore[attr-defined]

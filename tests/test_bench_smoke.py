@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import sys
@@ -10,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a folder of the source tree, not an installed package
-    sys.path.insert(0, str(ROOT))
-harness = importlib.import_module("bench.harness")
-Case, Registry, Unavailable, main = harness.Case, harness.Registry, harness.Unavailable, harness.main
+try:
+    from bench.harness import Case, Registry, Unavailable, main
+except ImportError:  # bench/ is a folder of the source tree, not an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.harness import Case, Registry, Unavailable, main
 
 
-def _registry() -> harness.Registry:
+def _registry() -> Registry:
     reg = Registry()
 
     @reg.benchmark("synthetic_sum", unit="items/s", target=2.0, baseline="python loop")
@@ -53,7 +52,7 @@ def _registry() -> harness.Registry:
     return reg
 
 
-def _run(argv: list[str], reg: harness.Registry | None) -> tuple[int, str]:
+def _run(argv: list[str], reg: Registry | None) -> tuple[int, str]:
     out = io.StringIO()
     code = main(argv, registry=reg, out=out)
     return code, out.getvalue()

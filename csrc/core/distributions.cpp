@@ -373,11 +373,15 @@ void truncnorm_moments(double mu, double sd, double lo, double hi, double* mean_
     zv = h * h / 3.0;
   } else if (a >= 25.0) {
     // Far tail: the exact moment formulas cancel catastrophically. Use the asymptotic
-    // one-sided moments (offset 1/a - 2/a^3 + ..., variance 1/a^2 - 6/a^4 + ...),
-    // scaled by the effect of the upper bound on an exponential with the same offset.
-    const double ia2 = 1.0 / (a * a);
-    const double off1 = (1.0 / a) * (1.0 + ia2 * (-2.0 + ia2 * (10.0 - 74.0 * ia2)));
-    const double var1 = ia2 * (1.0 + ia2 * (-6.0 + 50.0 * ia2));
+    // one-sided moments from the Mills-ratio series (for a >= 25 the omitted terms are
+    // below 1e-11 relative), scaled by the effect of the upper bound on an exponential
+    // with the same mean offset.
+    const double y = 1.0 / (a * a);
+    const double off1 =
+        (1.0 / a) *
+        (1.0 + y * (-2.0 + y * (10.0 + y * (-74.0 + y * (706.0 + y * (-8162.0 + y * 110410.0))))));
+    const double var1 =
+        y * (1.0 + y * (-6.0 + y * (50.0 + y * (-518.0 + y * (6354.0 + y * (-89782.0 + y * 1435330.0))))));
     double off = off1;
     double var = var1;
     const double w = b - a;

@@ -20,6 +20,48 @@ inline uint64_t splitmix64_next(uint64_t& state) {
 
 inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
+/// Ziggurat for the standard normal (Marsaglia & Tsang 2000, 128 layers, in Doornik's
+/// 2005 formulation). kZigX[i] is the right edge of layer i for f(x) = exp(-x^2 / 2):
+/// kZigX[1] = R = 3.44261985589665 (start of the tail), kZigX[0] = V / f(R) (the base
+/// layer with the tail folded in), kZigX[128] = 0; every layer has area V.
+/// Computed with 50-digit arithmetic and rounded to double.
+constexpr double kZigR = 3.4426198558966523;
+inline constexpr double kZigX[129] = {
+    3.7130862467403634, 3.4426198558966523, 3.2230849845786187, 3.0832288582142136,
+    2.978696252645017, 2.894344007018671, 2.8231253505459666, 2.761169372384154,
+    2.7061135731187225, 2.6564064112581924, 2.610972248428613, 2.569033625921639,
+    2.5300096723854666, 2.493454522091951, 2.45901817740835, 2.4264206455302118,
+    2.3954342780074676, 2.3658713701139877, 2.337575241335531, 2.310413683695002,
+    2.2842740596736566, 2.2590595738653296, 2.234686395587057, 2.211081408874728,
+    2.1881804320720204, 2.1659267937448408, 2.1442701823562613, 2.12316570866979,
+    2.1025731351849988, 2.0824562379877247, 2.0627822745039635, 2.0435215366506694,
+    2.024646973372934, 2.006133869958967, 1.9879595741230607, 1.9701032608497133,
+    1.9525457295488888, 1.9352692282919002, 1.9182573008597321, 1.9014946531003176,
+    1.8849670357028692, 1.868661140989542, 1.8525645117230871, 1.836665460253384,
+    1.8209529965910052, 1.8054167642140488, 1.790046982594619, 1.7748343955807693,
+    1.759770224894232, 1.7448461281083765, 1.7300541605582436, 1.7153867407081165,
+    1.700836618564301, 1.6863968467734862, 1.6720607540918522, 1.6578219209482075,
+    1.6436741568569826, 1.6296114794646783, 1.615628095037133, 1.601718380215277,
+    1.5878768648844006, 1.5740982160167498, 1.5603772223598407, 1.5467087798535035,
+    1.533087877667556, 1.5195095847593707, 1.5059690368565504, 1.4924614237746154,
+    1.4789819769830979, 1.4655259573357946, 1.4520886428822164, 1.4386653166774612,
+    1.4252512545068616, 1.4118417124397602, 1.3984319141236063, 1.3850170377251487,
+    1.3715922024197322, 1.3581524543224228, 1.344692751745713, 1.3312079496576765,
+    1.317692783201343, 1.3041418501204216, 1.290549591917873, 1.2769102735516997,
+    1.2632179614460282, 1.2494664995643336, 1.235649483254481, 1.2217602305309625,
+    1.2077917504067577, 1.1937367078237722, 1.1795873846544607, 1.1653356361550469,
+    1.150972842138976, 1.1364898520030755, 1.121876922572254, 1.1071236475235353,
+    1.0922188768965537, 1.0771506248819376, 1.0619059636836194, 1.0464709007525803,
+    1.0308302360564556, 1.0149673952392995, 0.9988642334806435, 0.9825008035027604,
+    0.9658550793881306, 0.9489026254979119, 0.9316161966013539, 0.9139652510088018,
+    0.8959153525662386, 0.8774274290977156, 0.8584568431780508, 0.8389522142812075,
+    0.8188539066833177, 0.7980920606262748, 0.7765839878761484, 0.75423066443451,
+    0.7309119106218813, 0.706479611313608, 0.6807479186459042, 0.6534786387150424,
+    0.6243585973090883, 0.592962942441978, 0.558692178375518, 0.5206560387251449,
+    0.47743783725378786, 0.42654798630330515, 0.3628714310284183, 0.2723208647046638,
+    0.0,
+};
+
 }  // namespace detail
 
 /// xoshiro256++ generator.
@@ -30,12 +72,9 @@ inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 /// inside per-trace state and be copied into shared memory.
 struct Rng {
   uint64_t s[4];
-  /// Second value of the last polar-method pair, returned by the next normal().
-  double spare_normal;
-  /// 1 when spare_normal holds an unused value (uint64_t keeps the layout padding-free).
-  uint64_t has_spare;
 
-  /// Sets the state from (seed, stream); resets the cached normal.
+  /// Sets the state from (seed, stream). This is the whole state: Rng keeps no cached
+  /// values, so two generators with equal s[] produce equal draws of every kind.
   ///
   /// The seed is mixed first and the stream is added to the mixed value before mixing
   /// again, so for one seed distinct streams give distinct, unrelated splitmix states
@@ -48,8 +87,6 @@ struct Rng {
     for (int i = 0; i < 4; ++i) s[i] = detail::splitmix64_next(sm);
     // xoshiro must not start from the all-zero state (astronomically unlikely here).
     if ((s[0] | s[1] | s[2] | s[3]) == 0) s[0] = 0x9e3779b97f4a7c15ULL;
-    spare_normal = 0.0;
-    has_spare = 0;
   }
 
   /// Next 64 random bits.
@@ -71,24 +108,24 @@ struct Rng {
     return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53;
   }
 
-  /// Standard normal draw (Marsaglia polar method; every second call is served from the
-  /// cached spare value of the previous pair).
+  /// Standard normal draw by the ziggurat method: one 64-bit draw and one comparison in
+  /// about 99% of calls. The low 7 bits pick the layer and the top 53 bits (disjoint
+  /// from them) give the signed position, so layer and position are independent.
   inline double normal() {
-    if (has_spare) {
-      has_spare = 0;
-      return spare_normal;
+    for (;;) {
+      const uint64_t r = next();
+      const int i = static_cast<int>(r & 0x7f);
+      const double u = static_cast<double>(r >> 11) * 0x1.0p-52 - 1.0;  // [-1, 1)
+      const double x = u * detail::kZigX[i];
+      if (std::fabs(x) < detail::kZigX[i + 1]) return x;
+      if (i == 0) return normal_tail(x < 0.0);
+      // Wedge between the layer's rectangle and the curve: accept with the exact density.
+      const double xi = detail::kZigX[i];
+      const double xi1 = detail::kZigX[i + 1];
+      const double f0 = std::exp(-0.5 * (xi * xi - x * x));
+      const double f1 = std::exp(-0.5 * (xi1 * xi1 - x * x));
+      if (f1 + uniform() * (f0 - f1) < 1.0) return x;
     }
-    double u, v, r;
-    do {
-      // Uniform on [-1, 1); -1 only matters through r >= 1, which is rejected.
-      u = static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0;
-      v = static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0;
-      r = u * u + v * v;
-    } while (r >= 1.0 || r == 0.0);
-    const double f = std::sqrt(-2.0 * std::log(r) / r);
-    spare_normal = v * f;
-    has_spare = 1;
-    return u * f;
   }
 
   // UniformRandomBitGenerator interface, so <random> facilities can use an Rng.
@@ -96,6 +133,17 @@ struct Rng {
   static constexpr result_type min() { return 0; }
   static constexpr result_type max() { return std::numeric_limits<uint64_t>::max(); }
   inline result_type operator()() { return next(); }
+
+  /// Part of normal(): a draw from the normal tail beyond R, by Marsaglia's (1964)
+  /// exponential proposal with exact acceptance.
+  double normal_tail(bool negative) {
+    double x, y;
+    do {
+      x = -std::log(uniform()) / detail::kZigR;
+      y = -std::log(uniform());
+    } while (y + y < x * x);
+    return negative ? -(detail::kZigR + x) : detail::kZigR + x;
+  }
 };
 
 static_assert(std::is_trivially_copyable<Rng>::value, "Rng must stay plain data");

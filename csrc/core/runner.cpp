@@ -106,6 +106,9 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
       r.end_trace(result);
     }
   });
+  size_t traces = 0, records = 0;
+  for (auto& p : parts) traces += p->num_traces(), records += p->num_records();
+  out.reserve(out.num_traces() + traces, out.num_records() + records);
   for (auto& p : parts) out.append(*p);
 }
 

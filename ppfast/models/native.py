@@ -40,7 +40,7 @@ class NativeModel(BaseModel):
         return self._native.threads
 
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
-                  required: bool) -> TraceBatch:
+                  required: bool, skip_errors: bool = False) -> TraceBatch:
         return TraceBatch(self._native.run(seed, first, count, _core.Observations(observations, required)))
 
     def run_unrecorded(self, num_traces: int) -> None:

@@ -2,8 +2,8 @@
 // forms, log_prob against reference values (torch.distributions / scipy), normalisation,
 // validation messages and determinism. Exits nonzero on any failure.
 //
-//   g++ -O2 -std=c++17 -Icsrc csrc/core/distributions.cpp tests/cpp/test_distributions.cpp \
-//       -o /tmp/test_dist && /tmp/test_dist
+//   g++ -O2 -std=c++17 -Icsrc csrc/core/distributions.cpp
+//       tests/cpp/test_distributions.cpp -o /tmp/test_dist && /tmp/test_dist
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -565,7 +565,7 @@ void test_support() {
   double lo[2], hi[2];
   ppfast::support(mk(DistKind::TruncatedNormal, {0, 1, -kInf, 2}).view(), lo, hi);
   CHECK(lo[0] == -kInf && hi[0] == 2, "TN support");
-  ppfast::support(mk(DistKind::Binomial, {7, 0.5, 9, 0.1}, 2).view(), lo, hi);
+  ppfast::support(mk(DistKind::Binomial, {7, 9, 0.5, 0.1}, 2).view(), lo, hi);
   CHECK(lo[0] == 0 && hi[0] == 7 && lo[1] == 0 && hi[1] == 9, "Binomial support");
   ppfast::support(mk(DistKind::Categorical, {0.2, 0.3, 0.5}).view(), lo, hi);
   CHECK(lo[0] == 0 && hi[0] == 2, "Categorical support");
@@ -601,7 +601,7 @@ void test_rng() {
     r.seed(42, s);
     firsts.push_back(r.next());
   }
-  for (uint64_t sd = 0; sd < 100; ++sd) {
+  for (uint64_t sd = 1000; sd < 1100; ++sd) {
     Rng r;
     r.seed(sd, 0);
     firsts.push_back(r.next());
@@ -657,16 +657,18 @@ void test_rng() {
     CHECK(std::fabs(z4 / n - 3) < kSigmas * std::sqrt(96.0 / n), "normal 4th moment %.6f", z4 / n);
   }
 
-  // seed() resets the cached spare normal.
+  // Reseeding restarts the sequence; a copy continues identically.
   {
     Rng r;
     r.seed(11, 2);
-    const double first = r.normal();  // leaves a spare behind
+    const double first = r.normal();
     r.seed(11, 2);
     const double again = r.normal();
-    CHECK(first == again, "seed() must reset the cached normal");
-    Rng c = r;  // copies carry the spare
-    CHECK(c.normal() == r.normal(), "copied Rng must continue identically");
+    CHECK(first == again, "seed() must restart the sequence");
+    Rng c = r;
+    bool same_copy = true;
+    for (int i = 0; i < 100; ++i) same_copy = same_copy && c.normal() == r.normal();
+    CHECK(same_copy, "copied Rng must continue identically");
   }
 
   // sample() is deterministic for every kind, and streams differ.

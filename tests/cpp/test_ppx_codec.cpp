@@ -595,7 +595,12 @@ void check_crafted() {
     const px::TensorView v1 = px::TensorView::of(&x, 1, &one, 1);
     const px::DistView dist = px::make_dist(px::DistKind::kPoisson, sv);
     std::vector<std::pair<px::Body, std::vector<uint8_t>>> cases;
-    auto add = [&](px::Body t, px::Bytes b) { cases.emplace_back(t, std::vector<uint8_t>(b.data, b.data + b.size)); };
+    auto add = [&](px::Body t, px::Bytes b) {
+      // A builder's output decodes in place, whatever its (4- or 8-byte) alignment.
+      const px::DecodeResult in_place = px::decode(b.data, b.size);
+      check(in_place.ok(), std::string("in-place decode of ") + px::body_name(t) + ": " + in_place.error);
+      cases.emplace_back(t, std::vector<uint8_t>(b.data, b.data + b.size));
+    };
     add(px::Body::kHandshake, px::encode_handshake(fbb, "ppfast"));
     add(px::Body::kHandshakeResult, px::encode_handshake_result(fbb, "sim", "model"));
     add(px::Body::kRun, px::encode_run(fbb));

@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 _NUMBER = (int, float)
+# Parameter types that take the scalar fast path (the recorder reads them as C doubles).
+_FAST = frozenset((float, int, np.float64, np.float32, np.int64, np.int32))
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -49,7 +51,12 @@ def _to_numpy(x: Any) -> np.ndarray:
 class Distribution:
     """Base class.  Subclasses set ``kind`` (the C++ DistKind code) and ``discrete``."""
 
-    __slots__ = ("_a", "_b", "_params", "_size", "_shape")
+    # Scalar distributions store only _a/_b; tensors override these defaults.
+    _a = 0.0
+    _b = 0.0
+    _params: Optional[np.ndarray] = None
+    _size = 1
+    _shape: tuple = ()
     kind = 0
     discrete = False
     name = "Distribution"
@@ -57,12 +64,10 @@ class Distribution:
     # -- construction -------------------------------------------------------------
     def _init(self, *params: Any) -> None:
         """Scalar fast path for one or two Python numbers, else broadcast arrays."""
-        if len(params) <= 2 and all(type(p) in _NUMBER for p in params):
-            self._a = float(params[0])
-            self._b = float(params[1]) if len(params) > 1 else 0.0
-            self._params = None
-            self._size = 1
-            self._shape = ()
+        if len(params) <= 2 and all(type(p) in _FAST for p in params):
+            self._a = params[0]
+            if len(params) > 1:
+                self._b = params[1]
             return
         arrays = np.broadcast_arrays(*[_to_numpy(p) for p in params])
         shape = arrays[0].shape
@@ -84,7 +89,7 @@ class Distribution:
         if self._params is not None:
             return self._params
         n = _core_nparams(self.kind)
-        return np.array([self._a, self._b][:n], dtype=np.float64)
+        return np.array([float(self._a), float(self._b)][:n], dtype=np.float64)
 
     @property
     def size(self) -> int:
@@ -158,19 +163,23 @@ def _core_nparams(kind: int) -> int:
 
 
 class Normal(Distribution):
-    __slots__ = ()
     kind, name = 1, "Normal"
 
     def __init__(self, mean: Any, stddev: Any):
-        self._init(mean, stddev)
+        if type(mean) in _FAST and type(stddev) in _FAST:
+            self._a, self._b = mean, stddev
+        else:
+            self._init(mean, stddev)
 
 
 class Uniform(Distribution):
-    __slots__ = ()
     kind, name = 2, "Uniform"
 
     def __init__(self, low: Any = 0.0, high: Any = 1.0):
-        self._init(low, high)
+        if type(low) in _FAST and type(high) in _FAST:
+            self._a, self._b = low, high
+        else:
+            self._init(low, high)
 
 
 def _probs_from(probs: Any, logits: Any, name: str) -> np.ndarray:
@@ -190,7 +199,6 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class Categorical(Distribution):
     """Categorical over {0, ..., len(probs) - 1}; draws are ints."""
 
-    __slots__ = ()
     kind, name, discrete = 3, "Categorical", True
 
     def __init__(self, probs: Any = None, logits: Any = None):
@@ -205,55 +213,66 @@ class Categorical(Distribution):
 
 
 class Poisson(Distribution):
-    __slots__ = ()
     kind, name, discrete = 4, "Poisson", True
 
     def __init__(self, rate: Any):
-        self._init(rate)
+        if type(rate) in _FAST:
+            self._a = rate
+        else:
+            self._init(rate)
 
 
 class Bernoulli(Distribution):
-    __slots__ = ()
     kind, name, discrete = 5, "Bernoulli", True
 
     def __init__(self, probs: Any = None, logits: Any = None):
-        self._init(probs if logits is None and type(probs) in _NUMBER else _probs_from(probs, logits, "Bernoulli"))
+        if logits is None and type(probs) in _FAST:
+            self._a = probs
+        else:
+            self._init(_probs_from(probs, logits, "Bernoulli"))
 
 
 class Beta(Distribution):
-    __slots__ = ()
     kind, name = 6, "Beta"
 
     def __init__(self, concentration1: Any, concentration0: Any):
-        self._init(concentration1, concentration0)
+        if type(concentration1) in _FAST and type(concentration0) in _FAST:
+            self._a, self._b = concentration1, concentration0
+        else:
+            self._init(concentration1, concentration0)
 
 
 class Exponential(Distribution):
-    __slots__ = ()
     kind, name = 7, "Exponential"
 
     def __init__(self, rate: Any):
-        self._init(rate)
+        if type(rate) in _FAST:
+            self._a = rate
+        else:
+            self._init(rate)
 
 
 class Gamma(Distribution):
-    __slots__ = ()
     kind, name = 8, "Gamma"
 
     def __init__(self, concentration: Any, rate: Any):
-        self._init(concentration, rate)
+        if type(concentration) in _FAST and type(rate) in _FAST:
+            self._a, self._b = concentration, rate
+        else:
+            self._init(concentration, rate)
 
 
 class LogNormal(Distribution):
-    __slots__ = ()
     kind, name = 9, "LogNormal"
 
     def __init__(self, loc: Any, scale: Any):
-        self._init(loc, scale)
+        if type(loc) in _FAST and type(scale) in _FAST:
+            self._a, self._b = loc, scale
+        else:
+            self._init(loc, scale)
 
 
 class Binomial(Distribution):
-    __slots__ = ()
     kind, name, discrete = 10, "Binomial", True
 
     def __init__(self, total_count: Any = 1, probs: Any = None, logits: Any = None):
@@ -261,17 +280,18 @@ class Binomial(Distribution):
 
 
 class Weibull(Distribution):
-    __slots__ = ()
     kind, name = 11, "Weibull"
 
     def __init__(self, scale: Any, concentration: Any):
-        self._init(scale, concentration)
+        if type(scale) in _FAST and type(concentration) in _FAST:
+            self._a, self._b = scale, concentration
+        else:
+            self._init(scale, concentration)
 
 
 class TruncatedNormal(Distribution):
     """Normal(mean, stddev) restricted to [low, high] (PyProb's argument names)."""
 
-    __slots__ = ()
     kind, name = 12, "TruncatedNormal"
 
     def __init__(self, mean_non_truncated: Any, stddev_non_truncated: Any, low: Any, high: Any):
@@ -285,7 +305,6 @@ class TruncatedNormal(Distribution):
 class Mixture(Distribution):
     """Mixture of scalar distributions with weights ``probs`` (uniform by default)."""
 
-    __slots__ = ("components",)
     kind, name = 13, "Mixture"
 
     def __init__(self, distributions: Sequence[Distribution], probs: Any = None):

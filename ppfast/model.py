@@ -217,23 +217,26 @@ class _Record(Handler):
     """Routes a Python model's random choices to the C++ recorder (prior, importance
     sampling; the recorder's policy decides values)."""
 
-    __slots__ = ("rec",)
+    __slots__ = ("rec", "_sample", "_observe")
 
-    def __init__(self, rec: "_core.Recorder"):
+    def __init__(self, rec: "_core.Recorder", fast: tuple):
         self.rec = rec
+        self._sample, self._observe = fast[2], fast[3]
 
     def sample(self, dist: Distribution, address: int, name: int, control: bool, replace: bool) -> Any:
-        flags = (1 if control else 0) | (2 if replace else 0)
+        flags = 1 if control else 0
+        if replace:
+            flags |= 2
         if dist._params is None:
-            x = self.rec.sample(dist.kind, dist._a, dist._b, address, name, flags)
+            x = self._sample(dist.kind, dist._a, dist._b, address, name, flags)
             return int(x) if dist.discrete else x
         return dist.value_from(self.rec.sample_array(dist.kind, dist._size, dist._params, address, name, flags))
 
     def observe(self, dist: Distribution, value: Any, address: int, name: int) -> None:
-        if value is not None and not isinstance(value, np.ndarray):
+        if value is not None and type(value) is not float and type(value) is not int:
             value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
         if dist._params is None:
-            self.rec.observe(dist.kind, dist._a, dist._b, address, name, value)
+            self._observe(dist.kind, dist._a, dist._b, address, name, value)
         else:
             self.rec.observe_array(dist.kind, dist._size, dist._params, address, name, value)
 
@@ -271,7 +274,7 @@ class Model(BaseModel):
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                   required: bool, skip_errors: bool = False) -> TraceBatch:
         rec = _core.Recorder(seed, _core.Observations(observations, required))
-        return run_python(self.forward, rec, _Record(rec), first, count, skip_errors)
+        return run_python(self.forward, rec, _Record(rec, rec.fast()), first, count, skip_errors)
 
 
 def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int, count: int,
@@ -279,10 +282,11 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
     """Runs ``forward`` ``count`` times under ``handler`` and the recorder ``rec``."""
     results: List[Any] = []
     numeric = True
+    begin, end = rec.fast()[:2]
     token = handler_stack.set(handler_stack.get() + (handler,))
     try:
         for i in range(first, first + count):
-            rec.begin(i)
+            begin(i)
             try:
                 result = forward()
             except Exception as e:
@@ -301,11 +305,11 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
             results.append(result)
             t = type(result)
             if t is float or t is int:
-                rec.end(result)
+                end(result)
             else:
                 r = _as_result(result)
                 numeric = numeric and (r == r or result is None)
-                rec.end(r)
+                end(r)
     finally:
         handler_stack.reset(token)
     # Non-numeric results are kept as objects; numbers live in the batch's result column.

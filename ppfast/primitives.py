@@ -26,6 +26,8 @@ from .distributions import Distribution
 __all__ = ["sample", "observe", "factor", "tag", "Handler", "handler_stack", "address_id", "name_id"]
 
 handler_stack: ContextVar[tuple] = ContextVar("ppfast_handlers", default=())
+_get_handlers = handler_stack.get
+_getframe = sys._getframe
 
 # (code object, line, kind, name) -> address id; code objects are long-lived and hashable.
 _site_ids: dict = {}
@@ -85,27 +87,36 @@ class Handler:
 def sample(distribution: Distribution, name: Optional[str] = None, address: Optional[str] = None,
            control: bool = True, replace: bool = False) -> Any:
     """Draws a value from ``distribution`` at a random-choice site of the model."""
-    handlers = handler_stack.get()
+    handlers = _get_handlers()
     if not handlers:
         return distribution.sample()
+    # Inlined cache lookups: this runs once per random draw of a Python model.
     if address is None:
-        a = _site_address(sys._getframe(1), distribution.kind, name)
+        frame = _getframe(1)
+        a = _site_ids.get((frame.f_code, frame.f_lineno, distribution.kind, name))
+        if a is None:
+            a = _site_address(frame, distribution.kind, name)
     else:
         a = name_id(address)
-    return handlers[-1].sample(distribution, a, name_id(name), control, replace)
+    n = 0 if name is None else (_string_ids.get(name) or name_id(name))
+    return handlers[-1].sample(distribution, a, n, control, replace)
 
 
 def observe(distribution: Distribution, value: Any = None, name: Optional[str] = None,
             address: Optional[str] = None) -> None:
     """Conditions the model on ``value`` (or on ``observe={name: value}`` of the run)."""
-    handlers = handler_stack.get()
+    handlers = _get_handlers()
     if not handlers:
         return None
     if address is None:
-        a = _site_address(sys._getframe(1), distribution.kind, name)
+        frame = _getframe(1)
+        a = _site_ids.get((frame.f_code, frame.f_lineno, distribution.kind, name))
+        if a is None:
+            a = _site_address(frame, distribution.kind, name)
     else:
         a = name_id(address)
-    return handlers[-1].observe(distribution, value, a, name_id(name))
+    n = 0 if name is None else (_string_ids.get(name) or name_id(name))
+    return handlers[-1].observe(distribution, value, a, n)
 
 
 def factor(log_prob: Any) -> None:

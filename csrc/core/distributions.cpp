@@ -48,12 +48,14 @@ double log_gamma(double x) {
   }
   const double r = 1.0 / x;
   const double r2 = r * r;
+  // Bernoulli-number terms B_2k / (2k (2k - 1) x^(2k - 1)), k = 1..7.
   const double series =
       r * (1.0 / 12.0 +
            r2 * (-1.0 / 360.0 +
                  r2 * (1.0 / 1260.0 +
                        r2 * (-1.0 / 1680.0 +
-                             r2 * (1.0 / 1188.0 + r2 * (-691.0 / 360360.0 + r2 * (1.0 / 156.0)))))));
+                             r2 * (1.0 / 1188.0 +
+                                   r2 * (-691.0 / 360360.0 + r2 * (1.0 / 156.0)))))));
   return (x - 0.5) * std::log(x) - x + kLogSqrt2Pi + series + shift;
 }
 
@@ -329,7 +331,8 @@ double binomial_draw(double n, double p, Rng& rng) {
   if (p == 1.0) return n;
   const bool flip = p > 0.5;
   const double pp = flip ? 1.0 - p : p;
-  const double k = n * pp < 10.0 ? binomial_inversion_draw(n, pp, rng) : binomial_btrs_draw(n, pp, rng);
+  const double k =
+      n * pp < 10.0 ? binomial_inversion_draw(n, pp, rng) : binomial_btrs_draw(n, pp, rng);
   return flip ? n - k : k;
 }
 
@@ -390,7 +393,9 @@ void truncnorm_moments(double mu, double sd, double lo, double hi, double* mean_
         (1.0 / a) *
         (1.0 + y * (-2.0 + y * (10.0 + y * (-74.0 + y * (706.0 + y * (-8162.0 + y * 110410.0))))));
     const double var1 =
-        y * (1.0 + y * (-6.0 + y * (50.0 + y * (-518.0 + y * (6354.0 + y * (-89782.0 + y * 1435330.0))))));
+        y * (1.0 +
+             y * (-6.0 +
+                  y * (50.0 + y * (-518.0 + y * (6354.0 + y * (-89782.0 + y * 1435330.0))))));
     double off = off1;
     double var = var1;
     const double w = b - a;
@@ -468,6 +473,8 @@ inline double weight_total(const MixtureView& mv) {
 
 // ---------------------------------------------------------------------------------------
 // Validation
+//
+// The recorder validates every draw, so the checks build no strings unless they fail.
 
 std::string fmt_num(double v) {
   if (std::isnan(v)) return "nan";
@@ -480,6 +487,19 @@ std::string fmt_num(double v) {
   }
   return buf;
 }
+
+// Where a message comes from: "Normal: ", or "Mixture: component 1: Normal: " for a
+// component (parent = the mixture, component = its index).
+struct Where {
+  const Where* parent;
+  DistKind kind;
+  uint32_t component;
+  std::string str() const {
+    std::string s;
+    if (parent) s = parent->str() + "component " + std::to_string(component) + ": ";
+    return s + dist_name(kind) + ": ";
+  }
+};
 
 enum class Req { Finite, Positive, NonNegative, Prob, NonNegInt, NotNaN };
 
@@ -507,36 +527,36 @@ const char* req_text(Req r) {
   return "";
 }
 
-std::string check_array(const std::string& where, const char* pname, const double* p, uint32_t n,
-                        Req r) {
+std::string check_array(const Where& w, const char* pname, const double* p, uint32_t n, Req r) {
   for (uint32_t i = 0; i < n; ++i) {
     if (!meets(r, p[i])) {
-      return where + pname + " must be " + req_text(r) + ", got " + fmt_num(p[i]) + " (element " +
-             std::to_string(i) + ")";
-    }
-  }
-  return {};
-}
-
-std::string check_less(const std::string& where, const double* lo, const double* hi, uint32_t n) {
-  for (uint32_t i = 0; i < n; ++i) {
-    if (!(lo[i] < hi[i])) {
-      return where + "low must be < high, got low " + fmt_num(lo[i]) + ", high " + fmt_num(hi[i]) +
+      return w.str() + pname + " must be " + req_text(r) + ", got " + fmt_num(p[i]) +
              " (element " + std::to_string(i) + ")";
     }
   }
   return {};
 }
 
-// Checks weights/probs: each >= 0 and finite, summing to 1 within 1e-6 * k.
-std::string check_simplex(const std::string& where, const char* pname, const double* w, uint32_t k) {
-  std::string err = check_array(where, pname, w, k, Req::NonNegative);
+std::string check_less(const Where& w, const double* lo, const double* hi, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!(lo[i] < hi[i])) {
+      return w.str() + "low must be < high, got low " + fmt_num(lo[i]) + ", high " +
+             fmt_num(hi[i]) + " (element " + std::to_string(i) + ")";
+    }
+  }
+  return {};
+}
+
+// Weights / probs: each >= 0 and finite, summing to 1 within 1e-6 * k.
+std::string check_simplex(const Where& w, const char* pname, const double* p, uint32_t k) {
+  std::string err = check_array(w, pname, p, k, Req::NonNegative);
   if (!err.empty()) return err;
   double total = 0.0;
-  for (uint32_t i = 0; i < k; ++i) total += w[i];
+  for (uint32_t i = 0; i < k; ++i) total += p[i];
   const double tol = 1e-6 * static_cast<double>(k);
   if (!(std::fabs(total - 1.0) <= tol)) {
-    return where + pname + " must sum to 1 (within " + fmt_num(tol) + "), got sum " + fmt_num(total);
+    return w.str() + pname + " must sum to 1 (within " + fmt_num(tol) + "), got sum " +
+           fmt_num(total);
   }
   return {};
 }
@@ -568,80 +588,87 @@ bool kind_in_range(DistKind k) {
   return code >= 1 && code <= kMaxDistKind;
 }
 
-std::string validate_impl(const Dist& d, const std::string& prefix);
+std::string validate_impl(const Dist& d, const Where* parent, uint32_t component);
 
-std::string validate_mixture(const Dist& d, const std::string& where) {
+std::string validate_mixture(const Dist& d, const Where& w) {
   if (d.size != 1) {
-    return where + "size must be 1 (a mixture of scalar components), got " + std::to_string(d.size);
+    return w.str() + "size must be 1 (a mixture of scalar components), got " +
+           std::to_string(d.size);
   }
-  if (d.nparams < 1) return where + "params must start with the number of components k, got no params";
+  if (d.nparams < 1) {
+    return w.str() + "params must start with the number of components k, got no params";
+  }
   const double kd = d.params[0];
   if (!(kd >= 1.0 && kd == std::floor(kd) && kd <= static_cast<double>(d.nparams) - 1.0)) {
-    return where + "k (params[0]) must be an integer >= 1 with k weights following it, got " +
+    return w.str() + "k (params[0]) must be an integer >= 1 with k weights following it, got " +
            fmt_num(kd) + " with " + std::to_string(d.nparams) + " params";
   }
   const uint32_t k = static_cast<uint32_t>(kd);
-  std::string err = check_simplex(where, "weights", d.params + 1, k);
+  std::string err = check_simplex(w, "weights", d.params + 1, k);
   if (!err.empty()) return err;
   uint32_t off = 1 + k;
-  int n_discrete = 0;
+  uint32_t n_discrete = 0;
   for (uint32_t c = 0; c < k; ++c) {
-    const std::string cwhere = where + "component " + std::to_string(c) + ": ";
     if (d.nparams - off < 2) {
-      return cwhere + "expected a (kind_code, nparams) header at offset " + std::to_string(off) +
+      return w.str() + "component " + std::to_string(c) +
+             ": expected a (kind_code, nparams) header at offset " + std::to_string(off) +
              ", got only " + std::to_string(d.nparams - off) + " params left";
     }
     const double code = d.params[off];
     const double nc = d.params[off + 1];
-    if (!(code >= 1.0 && code <= static_cast<double>(kMaxDistKind) - 1.0 && code == std::floor(code))) {
-      return cwhere + "kind_code must be an integer in 1..12 (any kind but Mixture), got " +
+    if (!(code >= 1.0 && code <= static_cast<double>(kMaxDistKind) - 1.0 &&
+          code == std::floor(code))) {
+      return w.str() + "component " + std::to_string(c) +
+             ": kind_code must be an integer in 1..12 (any kind but Mixture), got " +
              fmt_num(code);
     }
     const uint32_t left = d.nparams - off - 2;
     if (!(nc >= 0.0 && nc == std::floor(nc) && nc <= static_cast<double>(left))) {
-      return cwhere + "nparams must be an integer in 0.." + std::to_string(left) +
-             " (the params left), got " + fmt_num(nc);
+      return w.str() + "component " + std::to_string(c) + ": nparams must be an integer in 0.." +
+             std::to_string(left) + " (the params left), got " + fmt_num(nc);
     }
     const Dist comp{static_cast<DistKind>(static_cast<int>(code)), 1u, static_cast<uint32_t>(nc),
                     d.params + off + 2};
-    err = validate_impl(comp, cwhere);
+    err = validate_impl(comp, &w, c);
     if (!err.empty()) return err;
     if (dist_is_discrete(comp.kind)) ++n_discrete;
     off += 2 + comp.nparams;
   }
   if (off != d.nparams) {
-    return where + "the " + std::to_string(k) + " components use " + std::to_string(off) +
+    return w.str() + "the " + std::to_string(k) + " components use " + std::to_string(off) +
            " params, got nparams " + std::to_string(d.nparams);
   }
-  if (n_discrete != 0 && n_discrete != static_cast<int>(k)) {
-    return where + "components must be all discrete or all continuous, got " +
+  if (n_discrete != 0 && n_discrete != k) {
+    return w.str() + "components must be all discrete or all continuous, got " +
            std::to_string(n_discrete) + " discrete of " + std::to_string(k);
   }
   return {};
 }
 
-std::string validate_impl(const Dist& d, const std::string& prefix) {
+std::string validate_impl(const Dist& d, const Where* parent, uint32_t component) {
   if (!kind_in_range(d.kind)) {
-    return prefix + "unknown distribution kind code " + std::to_string(static_cast<int>(d.kind)) +
+    std::string s;
+    if (parent) s = parent->str() + "component " + std::to_string(component) + ": ";
+    return s + "unknown distribution kind code " + std::to_string(static_cast<int>(d.kind)) +
            " (expected 1.." + std::to_string(kMaxDistKind) + ")";
   }
-  const std::string where = prefix + dist_name(d.kind) + ": ";
+  const Where w{parent, d.kind, component};
   if (d.nparams > 0 && d.params == nullptr) {
-    return where + "params is null but nparams is " + std::to_string(d.nparams);
+    return w.str() + "params is null but nparams is " + std::to_string(d.nparams);
   }
-  if (d.kind == DistKind::Mixture) return validate_mixture(d, where);
+  if (d.kind == DistKind::Mixture) return validate_mixture(d, w);
   if (d.kind == DistKind::Categorical) {
     if (d.size != 1) {
-      return where + "size must be 1 (the value is one index), got " + std::to_string(d.size);
+      return w.str() + "size must be 1 (the value is one index), got " + std::to_string(d.size);
     }
-    if (d.nparams < 1) return where + "probs must have at least 1 entry, got 0";
-    return check_simplex(where, "probs", d.params, d.nparams);
+    if (d.nparams < 1) return w.str() + "probs must have at least 1 entry, got 0";
+    return check_simplex(w, "probs", d.params, d.nparams);
   }
-  if (d.size < 1) return where + "size must be >= 1, got 0";
+  if (d.size < 1) return w.str() + "size must be >= 1, got 0";
   const int arrays = dist_num_param_arrays(d.kind);
   const uint64_t expected = static_cast<uint64_t>(arrays) * d.size;
   if (d.nparams != expected) {
-    return where + "nparams must be " + std::to_string(arrays) + " * size = " +
+    return w.str() + "nparams must be " + std::to_string(arrays) + " * size = " +
            std::to_string(expected) + ", got " + std::to_string(d.nparams);
   }
   const uint32_t n = d.size;
@@ -652,37 +679,37 @@ std::string validate_impl(const Dist& d, const std::string& prefix) {
   switch (d.kind) {
     case DistKind::Normal:
     case DistKind::LogNormal:
-      if (!(err = check_array(where, pn.n[0], p0, n, Req::Finite)).empty()) return err;
-      return check_array(where, pn.n[1], p1, n, Req::Positive);
+      if (!(err = check_array(w, pn.n[0], p0, n, Req::Finite)).empty()) return err;
+      return check_array(w, pn.n[1], p1, n, Req::Positive);
     case DistKind::Uniform:
-      if (!(err = check_array(where, pn.n[0], p0, n, Req::Finite)).empty()) return err;
-      if (!(err = check_array(where, pn.n[1], p1, n, Req::Finite)).empty()) return err;
-      return check_less(where, p0, p1, n);
+      if (!(err = check_array(w, pn.n[0], p0, n, Req::Finite)).empty()) return err;
+      if (!(err = check_array(w, pn.n[1], p1, n, Req::Finite)).empty()) return err;
+      return check_less(w, p0, p1, n);
     case DistKind::Poisson:
-      return check_array(where, pn.n[0], p0, n, Req::NonNegative);
+      return check_array(w, pn.n[0], p0, n, Req::NonNegative);
     case DistKind::Bernoulli:
-      return check_array(where, pn.n[0], p0, n, Req::Prob);
+      return check_array(w, pn.n[0], p0, n, Req::Prob);
     case DistKind::Exponential:
-      return check_array(where, pn.n[0], p0, n, Req::Positive);
+      return check_array(w, pn.n[0], p0, n, Req::Positive);
     case DistKind::Beta:
     case DistKind::Gamma:
     case DistKind::Weibull:
-      if (!(err = check_array(where, pn.n[0], p0, n, Req::Positive)).empty()) return err;
-      return check_array(where, pn.n[1], p1, n, Req::Positive);
+      if (!(err = check_array(w, pn.n[0], p0, n, Req::Positive)).empty()) return err;
+      return check_array(w, pn.n[1], p1, n, Req::Positive);
     case DistKind::Binomial:
-      if (!(err = check_array(where, pn.n[0], p0, n, Req::NonNegInt)).empty()) return err;
-      return check_array(where, pn.n[1], p1, n, Req::Prob);
+      if (!(err = check_array(w, pn.n[0], p0, n, Req::NonNegInt)).empty()) return err;
+      return check_array(w, pn.n[1], p1, n, Req::Prob);
     case DistKind::TruncatedNormal: {
       const double* p2 = d.params + 2 * static_cast<size_t>(n);
       const double* p3 = d.params + 3 * static_cast<size_t>(n);
-      if (!(err = check_array(where, pn.n[0], p0, n, Req::Finite)).empty()) return err;
-      if (!(err = check_array(where, pn.n[1], p1, n, Req::Positive)).empty()) return err;
-      if (!(err = check_array(where, pn.n[2], p2, n, Req::NotNaN)).empty()) return err;
-      if (!(err = check_array(where, pn.n[3], p3, n, Req::NotNaN)).empty()) return err;
-      return check_less(where, p2, p3, n);
+      if (!(err = check_array(w, pn.n[0], p0, n, Req::Finite)).empty()) return err;
+      if (!(err = check_array(w, pn.n[1], p1, n, Req::Positive)).empty()) return err;
+      if (!(err = check_array(w, pn.n[2], p2, n, Req::NotNaN)).empty()) return err;
+      if (!(err = check_array(w, pn.n[3], p3, n, Req::NotNaN)).empty()) return err;
+      return check_less(w, p2, p3, n);
     }
     default:
-      return where + "unsupported kind";
+      return w.str() + "unsupported kind";
   }
 }
 
@@ -746,7 +773,7 @@ bool dist_is_discrete(const Dist& d) {
   return true;
 }
 
-std::string validate(const Dist& d) { return validate_impl(d, std::string()); }
+std::string validate(const Dist& d) { return validate_impl(d, nullptr, 0); }
 
 // ---------------------------------------------------------------------------------------
 // Sampling
@@ -788,7 +815,9 @@ void sample(const Dist& d, Rng& rng, double* out) {
       return;
     case DistKind::Weibull:
       // Inversion: F(x) = 1 - exp(-(x/scale)^c).
-      for (uint32_t i = 0; i < n; ++i) out[i] = p0[i] * std::pow(-std::log(rng.uniform()), 1.0 / p1[i]);
+      for (uint32_t i = 0; i < n; ++i) {
+        out[i] = p0[i] * std::pow(-std::log(rng.uniform()), 1.0 / p1[i]);
+      }
       return;
     case DistKind::TruncatedNormal: {
       const double* lo = d.params + 2 * static_cast<size_t>(n);
@@ -942,6 +971,7 @@ double log_prob(const Dist& d, const double* value) {
       break;
     }
     case DistKind::None:
+    default:  // unknown codes: not a distribution
       return kNaN;
   }
   // NaN only arises from a NaN value (or +inf + -inf across elements): outside support.
@@ -981,7 +1011,10 @@ void support(const Dist& d, double* lo, double* hi) {
       for (uint32_t i = 0; i < n; ++i) lo[i] = 0.0, hi[i] = p0[i];
       return;
     case DistKind::TruncatedNormal:
-      for (uint32_t i = 0; i < n; ++i) lo[i] = d.params[2 * n + i], hi[i] = d.params[3 * n + i];
+      for (uint32_t i = 0; i < n; ++i) {
+        lo[i] = d.params[2 * size_t{n} + i];
+        hi[i] = d.params[3 * size_t{n} + i];
+      }
       return;
     case DistKind::Mixture: {
       const MixtureView mv = mixture_view(d);
@@ -1052,7 +1085,9 @@ bool in_support(const Dist& d, const double* value) {
     case DistKind::TruncatedNormal:
       for (uint32_t i = 0; i < n; ++i) {
         const double x = value[i];
-        if (!(x >= d.params[2 * n + i] && x <= d.params[3 * n + i] && std::isfinite(x))) return false;
+        const double lo = d.params[2 * static_cast<size_t>(n) + i];
+        const double hi = d.params[3 * static_cast<size_t>(n) + i];
+        if (!(x >= lo && x <= hi && std::isfinite(x))) return false;
       }
       return true;
     case DistKind::Mixture: {
@@ -1076,7 +1111,8 @@ namespace {
 void moments_at(const Dist& d, uint32_t i, double* m_out, double* s_out) {
   const uint32_t n = d.size;
   const double a = d.params[i];
-  const double b = d.kind == DistKind::Categorical || d.kind == DistKind::Mixture ? 0.0 : d.params[n + i];
+  // Second parameter array, for the kinds that have one.
+  const double b = dist_num_param_arrays(d.kind) >= 2 ? d.params[n + i] : 0.0;
   double m = kNaN;
   double v = kNaN;
   switch (d.kind) {
@@ -1122,7 +1158,8 @@ void moments_at(const Dist& d, uint32_t i, double* m_out, double* s_out) {
     }
     case DistKind::TruncatedNormal: {
       double sd;
-      truncnorm_moments(a, b, d.params[2 * n + i], d.params[3 * n + i], &m, &sd);
+      truncnorm_moments(a, b, d.params[2 * size_t{n} + i], d.params[3 * size_t{n} + i], &m,
+                        &sd);
       v = sd * sd;
       break;
     }

@@ -106,11 +106,133 @@ class PyRecorder {
     if (rec_->failed()) throw RecorderError(rec_->error_code(), rec_->error());
   }
 
+ public:
+  Recorder& recorder() { return *rec_; }
+
+ private:
   std::shared_ptr<Observations> obs_;
   std::shared_ptr<TraceBatch> batch_;
   std::unique_ptr<Recorder> rec_;
   uint64_t seed_;
 };
+
+// --- Fast path --------------------------------------------------------------------
+// The per-site calls of a Python model (begin, end, scalar sample / observe) as
+// METH_FASTCALL builtins: pybind11's generic argument conversion costs several times the
+// recorder's own work.  `self` is a capsule holding the PyRecorder and a reference to its
+// Python object.
+
+struct FastSelf {
+  PyRecorder* rec;
+  PyObject* owner;
+};
+
+PyRecorder* fast_self(PyObject* capsule) {
+  return static_cast<FastSelf*>(PyCapsule_GetPointer(capsule, "ppfast.fast"))->rec;
+}
+
+bool fast_args(const char* fn, Py_ssize_t nargs, Py_ssize_t expected) {
+  if (nargs == expected) return true;
+  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, expected, nargs);
+  return false;
+}
+
+PyObject* fast_failed(const Recorder& r) {
+  // Route through the one translator (register_errors) by raising the C++ error there.
+  try {
+    throw RecorderError(r.error_code(), r.error());
+  } catch (...) {
+    py::detail::try_translate_exceptions();
+  }
+  return nullptr;
+}
+
+PyObject* fast_begin(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (!fast_args("begin", nargs, 1)) return nullptr;
+  unsigned long long i = PyLong_AsUnsignedLongLong(args[0]);
+  if (PyErr_Occurred()) return nullptr;
+  fast_self(self)->begin(i);
+  Py_RETURN_NONE;
+}
+
+PyObject* fast_end(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (!fast_args("end", nargs, 1)) return nullptr;
+  double v = PyFloat_AsDouble(args[0]);
+  if (v == -1.0 && PyErr_Occurred()) return nullptr;
+  return PyBool_FromLong(fast_self(self)->end(v));
+}
+
+// sample(kind, a, b, address, name, flags) -> float
+PyObject* fast_sample(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (!fast_args("sample", nargs, 6)) return nullptr;
+  long kind = PyLong_AsLong(args[0]);
+  double params[2] = {PyFloat_AsDouble(args[1]), PyFloat_AsDouble(args[2])};
+  unsigned long address = PyLong_AsUnsignedLong(args[3]);
+  unsigned long name = PyLong_AsUnsignedLong(args[4]);
+  unsigned long flags = PyLong_AsUnsignedLong(args[5]);
+  if (PyErr_Occurred()) return nullptr;
+  Recorder& r = fast_self(self)->recorder();
+  const uint32_t np = (kind == 4 || kind == 5 || kind == 7) ? 1 : 2;
+  double out;
+  r.sample(Dist{DistKind(kind), 1, np, params}, uint32_t(address), uint32_t(name), uint32_t(flags), &out);
+  if (r.failed()) return fast_failed(r);
+  return PyFloat_FromDouble(out);
+}
+
+// observe(kind, a, b, address, name, value or None) -> float (log-likelihood term)
+PyObject* fast_observe(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (!fast_args("observe", nargs, 6)) return nullptr;
+  long kind = PyLong_AsLong(args[0]);
+  double params[2] = {PyFloat_AsDouble(args[1]), PyFloat_AsDouble(args[2])};
+  unsigned long address = PyLong_AsUnsignedLong(args[3]);
+  unsigned long name = PyLong_AsUnsignedLong(args[4]);
+  if (PyErr_Occurred()) return nullptr;
+  Recorder& r = fast_self(self)->recorder();
+  const uint32_t np = (kind == 4 || kind == 5 || kind == 7) ? 1 : 2;
+  Dist d{DistKind(kind), 1, np, params};
+  double lp;
+  if (args[5] == Py_None) {
+    lp = r.observe(d, uint32_t(address), uint32_t(name), nullptr, 0);
+  } else if (PyFloat_Check(args[5]) || PyLong_Check(args[5])) {
+    double v = PyFloat_AsDouble(args[5]);
+    if (PyErr_Occurred()) return nullptr;
+    lp = r.observe(d, uint32_t(address), uint32_t(name), &v, 1);
+  } else {
+    try {
+      Array v = py::reinterpret_borrow<py::object>(args[5]);
+      lp = r.observe(d, uint32_t(address), uint32_t(name), v.data(), static_cast<uint32_t>(v.size()));
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+  if (r.failed()) return fast_failed(r);
+  return PyFloat_FromDouble(lp);
+}
+
+PyMethodDef kFastDefs[] = {
+    {"begin", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_begin)), METH_FASTCALL,
+     "begin(trace_index)"},
+    {"end", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_end)), METH_FASTCALL,
+     "end(result) -> ok"},
+    {"sample", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_sample)), METH_FASTCALL,
+     "sample(kind, a, b, address, name, flags) -> float"},
+    {"observe", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_observe)), METH_FASTCALL,
+     "observe(kind, a, b, address, name, value) -> float"},
+};
+
+py::tuple fast_methods(py::object owner) {
+  auto* holder = new FastSelf{owner.cast<PyRecorder*>(), owner.inc_ref().ptr()};
+  py::capsule cap(holder, "ppfast.fast", [](PyObject* c) {
+    auto* h = static_cast<FastSelf*>(PyCapsule_GetPointer(c, "ppfast.fast"));
+    Py_XDECREF(h->owner);
+    delete h;
+  });
+  py::tuple out(std::size(kFastDefs));
+  for (size_t i = 0; i < std::size(kFastDefs); ++i)
+    out[i] = py::reinterpret_steal<py::object>(PyCFunction_New(&kFastDefs[i], cap.ptr()));
+  return out;
+}
 
 }  // namespace
 
@@ -130,7 +252,8 @@ void register_recorder(py::module_& m) {
       .def("factor", &PyRecorder::factor)
       .def_property_readonly("failed", &PyRecorder::failed)
       .def_property_readonly("error", &PyRecorder::error)
-      .def("take", &PyRecorder::take);
+      .def("take", &PyRecorder::take)
+      .def("fast", &fast_methods, "(begin, end, sample, observe) as fast builtins bound to this recorder");
 }
 
 }  // namespace ppfast::python

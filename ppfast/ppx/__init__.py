@@ -9,4 +9,7 @@ This package imports nothing from the rest of ppfast (in particular not the comp
 extension), so it works before and without a native build.
 """
 
-__all__ = ["messages"]
+__all__ = ["GENERATED_WITH_FLATC", "messages"]
+
+#: The flatc release that generated ``_generated`` (other releases format it differently).
+GENERATED_WITH_FLATC = "2.0.8"

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
+from collections.abc import Mapping
+from typing import Any, ClassVar, Union
 
 import flatbuffers
 import numpy as np
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 #: Union type byte of each message body (PPX.md order).
-BODY_TYPES: Dict[str, int] = {
+BODY_TYPES: dict[str, int] = {
     "Handshake": 1,
     "HandshakeResult": 2,
     "Run": 3,
@@ -66,7 +67,7 @@ BODY_TYPES: Dict[str, int] = {
 }
 
 #: Union type byte of each distribution (PPX.md order).
-DISTRIBUTION_TYPES: Dict[str, int] = {
+DISTRIBUTION_TYPES: dict[str, int] = {
     "Normal": 1,
     "Uniform": 2,
     "Categorical": 3,
@@ -81,7 +82,7 @@ DISTRIBUTION_TYPES: Dict[str, int] = {
 }
 
 #: Parameter names of each distribution, in slot order.
-DISTRIBUTION_PARAMS: Dict[str, Tuple[str, ...]] = {
+DISTRIBUTION_PARAMS: dict[str, tuple[str, ...]] = {
     "Normal": ("mean", "stddev"),
     "Uniform": ("low", "high"),
     "Categorical": ("probs",),
@@ -115,7 +116,7 @@ class Tensor:
     """
 
     data: np.ndarray
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
         data = np.ascontiguousarray(self.data, dtype=np.float64).reshape(-1)
@@ -159,6 +160,9 @@ class Distribution:
             raise ValueError(f"unknown distribution {self.type!r}; PPX has {sorted(DISTRIBUTION_PARAMS)}")
         if set(self.params) != set(names):
             raise ValueError(f"{self.type} takes parameters {list(names)}, got {sorted(self.params)}")
+        missing = [k for k in names if self.params[k] is None]
+        if missing:
+            raise ValueError(f"{self.type} parameters {missing} are None")
         # Slot order, so that equality and repr do not depend on the caller's order.
         object.__setattr__(self, "params", {k: self.params[k] for k in names})
 
@@ -186,7 +190,7 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    result: Optional[Tensor] = None
+    result: Tensor | None = None
     BODY: ClassVar[str] = "RunResult"
 
 
@@ -211,7 +215,7 @@ class Observe:
     address: str
     name: str
     distribution: Distribution
-    value: Optional[Tensor] = None
+    value: Tensor | None = None
     BODY: ClassVar[str] = "Observe"
 
 
@@ -224,7 +228,7 @@ class ObserveResult:
 class Tag:
     address: str
     name: str
-    value: Optional[Tensor] = None
+    value: Tensor | None = None
     BODY: ClassVar[str] = "Tag"
 
 
@@ -252,7 +256,7 @@ Message = Union[
     Reset,
 ]
 
-_CLASSES: Dict[str, Any] = {
+_CLASSES: dict[str, Any] = {
     c.BODY: c
     for c in (
         Handshake,
@@ -278,7 +282,7 @@ def _camel(field: str) -> str:
 # ---- encoding ----------------------------------------------------------------------------
 
 
-def _put_tensor(b: flatbuffers.Builder, t: Optional[Tensor]) -> Optional[int]:
+def _put_tensor(b: flatbuffers.Builder, t: Tensor | None) -> int | None:
     if t is None or t.data.size == 0:
         return None  # "none": the field is left out, as pyprob_cpp does
     data = b.CreateNumpyVector(t.data.astype("<f8", copy=False))
@@ -300,34 +304,36 @@ def _put_distribution(b: flatbuffers.Builder, d: Distribution) -> int:
     return getattr(_g, f"{d.type}End")(b)
 
 
-def encode(msg: Message, builder: Optional[flatbuffers.Builder] = None) -> bytes:
+def encode(msg: Message, builder: flatbuffers.Builder | None = None) -> bytes:
     """Bytes of one PPX message (no file identifier, as the real peers write it).
 
     A ``builder`` may be passed to reuse its memory; it is cleared first.
     """
     cls = type(msg)
-    body = getattr(cls, "BODY", None)
+    body = getattr(cls, "BODY", "")
     if _CLASSES.get(body) is not cls:
         raise TypeError(f"not a PPX message: {msg!r}")
     b = builder if builder is not None else flatbuffers.Builder(256)
     b.Clear()
 
-    strings = {}
+    # Children first: a FlatBuffers table cannot be built while another is open.
+    children: dict[str, int] = {}
     for field in ("system_name", "model_name", "address", "name"):
         if hasattr(msg, field):
-            strings[field] = b.CreateString(getattr(msg, field))
-    dist = _put_distribution(b, msg.distribution) if hasattr(msg, "distribution") else None
-    tensor_field = "result" if hasattr(msg, "result") else "value" if hasattr(msg, "value") else None
-    tensor = _put_tensor(b, getattr(msg, tensor_field)) if tensor_field else None
+            children[field] = b.CreateString(getattr(msg, field))
+    for field in ("result", "value"):
+        off = _put_tensor(b, getattr(msg, field, None))
+        if off is not None:
+            children[field] = off
+    dist: Distribution | None = getattr(msg, "distribution", None)
+    dist_off = _put_distribution(b, dist) if dist is not None else None
 
     getattr(_g, f"{body}Start")(b)
-    for field, off in strings.items():
+    for field, off in children.items():
         getattr(_g, f"{body}Add{_camel(field)}")(b, off)
     if dist is not None:
-        getattr(_g, f"{body}AddDistributionType")(b, DISTRIBUTION_TYPES[msg.distribution.type])
-        getattr(_g, f"{body}AddDistribution")(b, dist)
-    if tensor is not None:
-        getattr(_g, f"{body}Add{_camel(tensor_field)}")(b, tensor)
+        getattr(_g, f"{body}AddDistributionType")(b, DISTRIBUTION_TYPES[dist.type])
+        getattr(_g, f"{body}AddDistribution")(b, dist_off)
     if isinstance(msg, Sample):
         _g.SampleAddControl(b, msg.control)
         _g.SampleAddReplace(b, msg.replace)
@@ -343,16 +349,16 @@ def encode(msg: Message, builder: Optional[flatbuffers.Builder] = None) -> bytes
 # ---- decoding ----------------------------------------------------------------------------
 
 
-def _where(body: str, address: Optional[str]) -> str:
+def _where(body: str, address: str | None) -> str:
     return f"in {body}" + (f" at address {address!r}" if address else "")
 
 
-def _get_tensor(t: Any, field: str, where: str) -> Optional[Tensor]:
+def _get_tensor(t: Any, field: str, where: str) -> Tensor | None:
     if t is None or t.DataIsNone() or t.DataLength() == 0:
         return None
     data = np.array(t.DataAsNumpy(), dtype=np.float64)  # own copy, native byte order
     if t.ShapeIsNone():
-        shape: Tuple[int, ...] = (data.size,)
+        shape: tuple[int, ...] = (data.size,)
     else:
         shape = tuple(int(d) for d in t.ShapeAsNumpy())
     if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != data.size:
@@ -360,7 +366,7 @@ def _get_tensor(t: Any, field: str, where: str) -> Optional[Tensor]:
     return Tensor(data, shape)
 
 
-def _get_string(s: Optional[bytes]) -> str:
+def _get_string(s: bytes | None) -> str:
     return "" if s is None else s.decode("utf-8")
 
 
@@ -427,7 +433,7 @@ def _decode(buf: bytes) -> Message:
     return _CLASSES[body]()  # Run, ObserveResult, TagResult, Reset
 
 
-def decode(buf: Union[bytes, bytearray, memoryview]) -> Message:
+def decode(buf: bytes | bytearray | memoryview) -> Message:
     """The message in ``buf``; raises PpxDecodeError for anything malformed.
 
     The file identifier is not required (real peers do not write it). This reader does
@@ -446,25 +452,25 @@ def decode(buf: Union[bytes, bytearray, memoryview]) -> Message:
 # ---- the field layout of ppx-vectors/index.json -----------------------------------------
 
 
-def _tensor_fields(t: Optional[Tensor]) -> Optional[Dict[str, Any]]:
+def _tensor_fields(t: Tensor | None) -> dict[str, Any] | None:
     return None if t is None else {"data": t.data.tolist(), "shape": list(t.shape)}
 
 
-def _tensor_from_fields(f: Optional[Mapping[str, Any]]) -> Optional[Tensor]:
+def _tensor_from_fields(f: Mapping[str, Any] | None) -> Tensor | None:
     if f is None:
         return None
     return Tensor(np.asarray(f["data"], dtype=np.float64), tuple(f["shape"]))
 
 
-def to_fields(msg: Message) -> Tuple[str, Dict[str, Any]]:
+def to_fields(msg: Message) -> tuple[str, dict[str, Any]]:
     """``(body name, fields)`` with strings, booleans, tensors as ``{"data", "shape"}``
     (``None`` when absent) and the distribution as ``{"type": ..., <param>: tensor}``.
     ``replace`` appears only when set."""
-    fields: Dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for f in dataclasses.fields(msg):
         v = getattr(msg, f.name)
         if isinstance(v, Distribution):
-            dist: Dict[str, Any] = {"type": v.type}
+            dist: dict[str, Any] = {"type": v.type}
             dist.update({k: _tensor_fields(t) for k, t in v.params.items()})
             fields[f.name] = dist
         elif f.name in ("result", "value"):
@@ -482,11 +488,11 @@ def from_fields(body: str, fields: Mapping[str, Any]) -> Message:
     cls = _CLASSES.get(body)
     if cls is None:
         raise ValueError(f"unknown PPX message body {body!r}; PPX has {list(BODY_TYPES)}")
-    kwargs: Dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     for key, v in fields.items():
         if key == "distribution":
             params = {k: _tensor_from_fields(t) for k, t in v.items() if k != "type"}
-            kwargs[key] = Distribution(v["type"], params)
+            kwargs[key] = Distribution(v["type"], params)  # type: ignore[arg-type]  # checks for None
         elif key in ("result", "value"):
             kwargs[key] = _tensor_from_fields(v)
         else:

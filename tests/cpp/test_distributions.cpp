@@ -374,6 +374,11 @@ void test_log_prob_values() {
            mk(DistKind::Mixture, {2, 0.3, 0.7, code(DistKind::Normal), 2, -2, 1, code(DistKind::Gamma), 2, 2, 1}),
            1.0, -1.3515252209793935);
   check_lp("Normal@NaN", mk(DistKind::Normal, {0, 1}), kNaN, -kInf);
+  {
+    const double x = 0.0;
+    CHECK(std::isnan(ppfast::log_prob(mk(static_cast<DistKind>(99), {0, 1}).view(), &x)),
+          "log_prob of an unknown kind must be NaN");
+  }
 
   // Element-wise: log_prob is the sum over elements.
   {
@@ -728,12 +733,20 @@ void report_timing() {
     acc += ppfast::log_prob(du, &x);
   }
   auto t4 = std::chrono::steady_clock::now();
+  // What the recorder does per draw: validate, sample, log_prob.
+  for (int i = 0; i < n; ++i) {
+    if (!ppfast::validate(d).empty()) acc += 1.0;
+    ppfast::sample(d, rng, &x);
+    acc += ppfast::log_prob(d, &x);
+  }
+  auto t5 = std::chrono::steady_clock::now();
   auto ns = [n](std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::nano>(b - a).count() / n;
   };
-  std::printf("timing: Normal sample+log_prob %.1f ns, Normal sample %.1f ns, Rng::normal %.1f ns, "
-              "Uniform sample+log_prob %.1f ns (checksum %.3g)\n",
-              ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4), acc);
+  std::printf("timing per draw: Normal sample+log_prob %.1f ns, Normal sample %.1f ns, "
+              "Rng::normal %.1f ns, Uniform sample+log_prob %.1f ns, "
+              "Normal validate+sample+log_prob %.1f ns (checksum %.3g)\n",
+              ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4), ns(t4, t5), acc);
 }
 
 }  // namespace

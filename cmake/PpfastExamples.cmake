@@ -1,5 +1,5 @@
 # Example simulators: each as a shared library for embedded mode.
-set(PPFAST_EXAMPLES gum branching hundred)
+set(PPFAST_EXAMPLES gum branching hundred tau_decay)
 foreach(example ${PPFAST_EXAMPLES})
   add_library(ppfast_example_${example} MODULE examples/cpp/${example}.cpp)
   target_link_libraries(ppfast_example_${example} PRIVATE ppfast::ppfast)

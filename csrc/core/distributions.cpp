@@ -713,6 +713,62 @@ std::string validate_impl(const Dist& d, const Where* parent, uint32_t component
   }
 }
 
+inline bool all_meet(Req r, const double* p, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (!meets(r, p[i])) return false;
+  return true;
+}
+
+inline bool all_less(const double* lo, const double* hi, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (!(lo[i] < hi[i])) return false;
+  return true;
+}
+
+// The rules of validate_impl as a plain predicate, so valid input (the common case, checked
+// at every draw) costs a few comparisons. false means "ask validate_impl", which also
+// handles Mixture and writes the message.
+bool quick_valid(const Dist& d) {
+  if (d.params == nullptr && d.nparams > 0) return false;
+  if (d.kind == DistKind::Categorical) {
+    if (d.size != 1 || d.nparams < 1 || !all_meet(Req::NonNegative, d.params, d.nparams)) {
+      return false;
+    }
+    double total = 0.0;
+    for (uint32_t i = 0; i < d.nparams; ++i) total += d.params[i];
+    return std::fabs(total - 1.0) <= 1e-6 * static_cast<double>(d.nparams);
+  }
+  if (!kind_in_range(d.kind) || d.kind == DistKind::Mixture || d.size < 1) return false;
+  const uint32_t n = d.size;
+  if (d.nparams != static_cast<uint64_t>(dist_num_param_arrays(d.kind)) * n) return false;
+  const double* p0 = d.params;
+  const double* p1 = d.params + n;
+  switch (d.kind) {
+    case DistKind::Normal:
+    case DistKind::LogNormal:
+      return all_meet(Req::Finite, p0, n) && all_meet(Req::Positive, p1, n);
+    case DistKind::Uniform:
+      return all_meet(Req::Finite, p0, n) && all_meet(Req::Finite, p1, n) && all_less(p0, p1, n);
+    case DistKind::Poisson: return all_meet(Req::NonNegative, p0, n);
+    case DistKind::Bernoulli: return all_meet(Req::Prob, p0, n);
+    case DistKind::Exponential: return all_meet(Req::Positive, p0, n);
+    case DistKind::Beta:
+    case DistKind::Gamma:
+    case DistKind::Weibull:
+      return all_meet(Req::Positive, p0, n) && all_meet(Req::Positive, p1, n);
+    case DistKind::Binomial:
+      return all_meet(Req::NonNegInt, p0, n) && all_meet(Req::Prob, p1, n);
+    case DistKind::TruncatedNormal: {
+      const double* p2 = d.params + 2 * size_t{n};
+      const double* p3 = d.params + 3 * size_t{n};
+      return all_meet(Req::Finite, p0, n) && all_meet(Req::Positive, p1, n) &&
+             all_meet(Req::NotNaN, p2, n) && all_meet(Req::NotNaN, p3, n) && all_less(p2, p3, n);
+    }
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -773,7 +829,10 @@ bool dist_is_discrete(const Dist& d) {
   return true;
 }
 
-std::string validate(const Dist& d) { return validate_impl(d, nullptr, 0); }
+std::string validate(const Dist& d) {
+  if (quick_valid(d)) return {};
+  return validate_impl(d, nullptr, 0);
+}
 
 // ---------------------------------------------------------------------------------------
 // Sampling

@@ -8,6 +8,8 @@
 
 namespace ppfast {
 
+constexpr uint32_t kMaxObserveParams = 16;
+
 void Observations::set(uint32_t name, std::vector<double> v) {
   if (name >= values.size()) {
     values.resize(name + 1);
@@ -130,7 +132,9 @@ void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t ad
   }
   out_.rec_value_len.push_back(n);
   out_.rec_param_offset.push_back(static_cast<uint32_t>(out_.param_arena.size()));
-  if (d) {
+  // Observes keep large parameter tensors out of the batch (a calorimeter's mean grid
+  // would triple its size); inference needs the parameters of samples only.
+  if (d && (kind == RecordKind::Sample || d->nparams <= kMaxObserveParams)) {
     out_.param_arena.insert(out_.param_arena.end(), d->params, d->params + d->nparams);
     out_.rec_param_len.push_back(d->nparams);
   } else {

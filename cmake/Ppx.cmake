@@ -112,6 +112,9 @@ target_include_directories(ppfast_ppx SYSTEM PUBLIC
   "${PPFAST_FLATBUFFERS_INCLUDE_DIR}"
   "${PPFAST_CPPZMQ_INCLUDE_DIR}")
 target_link_libraries(ppfast_ppx PUBLIC PkgConfig::ZMQ)
+if(DEFINED PPFAST_WARNINGS)  # from PpfastOptions.cmake when included by ppfast itself
+  target_compile_options(ppfast_ppx PRIVATE ${PPFAST_WARNINGS})
+endif()
 add_library(ppfast::ppx ALIAS ppfast_ppx)
 
 # --- tests and fuzzing --------------------------------------------------------------

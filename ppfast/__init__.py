@@ -8,6 +8,7 @@ batches.  The API follows PyProb's, so porting a model means changing imports.
 from . import distributions, errors
 from .model import BaseModel, InferenceEngine, Model, set_progress, set_random_seed
 from .models.native import NativeModel
+from .numba import jit  # numba-compiled models; numba loads on first use
 from .posterior import Empirical
 from .primitives import factor, observe, sample, tag
 from .trace import Trace, TraceBatch
@@ -25,6 +26,7 @@ __all__ = [
     "distributions",
     "errors",
     "factor",
+    "jit",
     "observe",
     "sample",
     "set_progress",

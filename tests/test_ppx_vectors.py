@@ -277,3 +277,110 @@ def test_invalid_python_values_are_rejected() -> None:
         m.Distribution("Normal", {"mean": m.Tensor.from_array(0.0)})
     with pytest.raises(TypeError, match="not a PPX message"):
         m.encode("hello")  # type: ignore[arg-type]
+
+
+# ---- the simulator peer over ZeroMQ ---------------------------------------------------
+
+
+@pytest.fixture
+def sim_peer(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Starts tests/ppx_sim_peer.py with the given arguments; yields a REQ round trip."""
+    zmq = pytest.importorskip("zmq", reason="the PPX simulator peer needs pyzmq (extra 'ppx')")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("abstract ipc:// endpoints are Linux-only")
+    import subprocess
+    import uuid
+
+    procs: list[subprocess.Popen[str]] = []
+    contexts: list[Any] = []
+
+    def start(*args: str, timeout_ms: int = 5000):  # type: ignore[no-untyped-def]
+        endpoint = f"ipc://@ppfast-test-{uuid.uuid4().hex}"
+        cmd = [
+            sys.executable,
+            str(REPO / "tests" / "ppx_sim_peer.py"),
+            endpoint,
+            "--idle-timeout",
+            "30",
+            *args,
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"ready {endpoint}"
+        ctx = zmq.Context()
+        contexts.append(ctx)
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+
+        def round_trip(msg: Any) -> bytes:
+            sock.send(m.encode(msg))
+            return sock.recv()
+
+        return round_trip, proc
+
+    yield start
+    for ctx in contexts:
+        ctx.destroy(linger=0)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.remote
+def test_sim_peer_runs_the_gum_model(sim_peer) -> None:  # type: ignore[no-untyped-def]
+    rt, _ = sim_peer("--model", "gum")
+    hello = m.decode(rt(m.Handshake("test")))
+    assert isinstance(hello, m.HandshakeResult) and "PPX 1.0.0" in hello.system_name
+    for mu in (0.5, -2.0):
+        sample = m.decode(rt(m.Run()))
+        assert isinstance(sample, m.Sample)
+        assert (sample.address, sample.distribution.type, sample.control) == ("mu", "Normal", True)
+        assert sample.distribution.params["mean"] == m.Tensor.from_array(1.0)
+        assert sample.distribution.params["stddev"] == m.Tensor.from_array(5.0**0.5)
+        seen = []
+        reply = m.decode(rt(m.SampleResult(m.Tensor.from_array([mu]))))
+        while isinstance(reply, m.Observe):
+            assert reply.value is None
+            assert reply.distribution.params["mean"] == m.Tensor.from_array([mu])
+            seen.append(reply.name)
+            reply = m.decode(rt(m.ObserveResult()))
+        assert seen == ["obs0", "obs1"]
+        assert reply == m.RunResult(m.Tensor.from_array([mu]))
+    # Out of order: pyprob_cpp's answer, Reset.
+    assert isinstance(m.decode(rt(m.ObserveResult())), m.Reset)
+
+
+@pytest.mark.remote
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("unknown-body", "unknown message body type 37"),
+        ("unknown-dist", "unknown distribution type 19"),
+        ("truncated", "cannot decode"),
+    ],
+)
+def test_sim_peer_misbehaves_on_request(sim_peer, bad: str, error: str) -> None:  # type: ignore[no-untyped-def]
+    rt, _ = sim_peer("--bad", bad)
+    assert isinstance(m.decode(rt(m.Handshake("test"))), m.HandshakeResult)
+    with pytest.raises(m.PpxDecodeError, match=error):
+        m.decode(rt(m.Run()))
+    # Once only: the next trace is well-formed.
+    assert isinstance(m.decode(rt(m.Run())), m.Sample)
+
+
+@pytest.mark.remote
+def test_sim_peer_dies_mid_trace(sim_peer) -> None:  # type: ignore[no-untyped-def]
+    rt, proc = sim_peer("--bad", "die-mid-trace", timeout_ms=500)
+    rt(m.Handshake("test"))
+    assert isinstance(m.decode(rt(m.Run())), m.Sample)
+    zmq = pytest.importorskip("zmq")
+    with pytest.raises(zmq.Again):
+        rt(m.SampleResult(m.Tensor.from_array([0.0])))
+    assert proc.wait(timeout=5) == 3

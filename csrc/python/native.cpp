@@ -33,6 +33,17 @@ class NativeModel {
   }
   // The library stays loaded: views and cached ids may refer to it.
 
+  /// A model that is a function of this process (a numba cfunc): nothing to load or bind,
+  /// its calls reach this process's recorder already.  The caller keeps the code alive.
+  NativeModel(uintptr_t run, const std::string& name, int threads)
+      : path_(name), own_{PPFAST_ABI_VERSION, nullptr, nullptr, nullptr} {
+    if (!run) throw py::value_error("NativeModel.from_function: null function pointer for model '" + name + "'");
+    own_.name = path_.c_str();
+    own_.run = reinterpret_cast<ppfast_model_fn>(run);
+    info_ = &own_;
+    pool_ = std::make_unique<WorkerPool>(threads);
+  }
+
   PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs) {
     PyTraceBatch out{BatchPool::global().acquire()};
     py::gil_scoped_release release;
@@ -59,6 +70,7 @@ class NativeModel {
   void* handle_ = nullptr;
   const ppfast_model_info* info_ = nullptr;
   std::unique_ptr<WorkerPool> pool_;
+  ppfast_model_info own_{};  // the info of a model made from a function pointer
 };
 
 }  // namespace
@@ -66,6 +78,12 @@ class NativeModel {
 void register_native(py::module_& m) {
   py::class_<NativeModel>(m, "NativeModel")
       .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("threads"))
+      .def_static(
+          "from_function",
+          [](uintptr_t run, const std::string& name, int threads) {
+            return std::make_unique<NativeModel>(run, name, threads);
+          },
+          py::arg("function"), py::arg("name"), py::arg("threads"))
       .def("run", &NativeModel::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"))
       .def("run_unrecorded", &NativeModel::run_unrecorded)
       .def_property_readonly("name", &NativeModel::name)

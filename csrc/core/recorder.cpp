@@ -20,7 +20,8 @@ void Observations::set(uint32_t name, std::vector<double> v) {
 }
 
 Recorder*& current_recorder() {
-  thread_local Recorder* current = nullptr;
+  // initial-exec: one pointer of static TLS, read on every draw without __tls_get_addr.
+  static thread_local Recorder* current __attribute__((tls_model("initial-exec"))) = nullptr;
   return current;
 }
 
@@ -135,7 +136,11 @@ void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t ad
   // Observes keep large parameter tensors out of the batch (a calorimeter's mean grid
   // would triple its size); inference needs the parameters of samples only.
   if (d && (kind == RecordKind::Sample || d->nparams <= kMaxObserveParams)) {
-    out_.param_arena.insert(out_.param_arena.end(), d->params, d->params + d->nparams);
+    if (d->nparams <= 4) {  // the common scalar case: no memmove call
+      for (uint32_t i = 0; i < d->nparams; ++i) out_.param_arena.push_back(d->params[i]);
+    } else {
+      out_.param_arena.insert(out_.param_arena.end(), d->params, d->params + d->nparams);
+    }
     out_.rec_param_len.push_back(d->nparams);
   } else {
     out_.rec_param_len.push_back(0);

@@ -27,8 +27,8 @@ def library_path(name: str) -> Path:
 
 
 def load(name: str, mode: str = "embedded", **kwargs: Any):
-    """An example as a model: ``mode='embedded'`` (shared library in this process) or
-    ``'shm'`` (its own processes over shared memory)."""
+    """An example as a model: ``mode='embedded'`` (shared library in this process),
+    ``'shm'`` (its own processes over shared memory), ``'python'`` or ``'numba'``."""
     if mode == "embedded":
         from ..models.native import NativeModel
 
@@ -41,4 +41,8 @@ def load(name: str, mode: str = "embedded", **kwargs: Any):
         from . import python_models
 
         return python_models.MODELS[name](**kwargs)
-    raise ValueError(f"mode must be 'embedded', 'shm' or 'python', got {mode!r}")
+    if mode == "numba":
+        from . import numba_models
+
+        return numba_models.load(name, **kwargs)
+    raise ValueError(f"mode must be 'embedded', 'shm', 'python' or 'numba', got {mode!r}")

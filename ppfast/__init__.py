@@ -8,6 +8,8 @@ batches.  The API follows PyProb's, so porting a model means changing imports.
 from . import distributions, errors
 from .model import BaseModel, InferenceEngine, Model, set_progress, set_random_seed
 from .models.native import NativeModel
+from .models.remote import RemoteModel
+from .models.shm import ShmModel
 from .numba import jit  # numba-compiled models; numba loads on first use
 from .posterior import Empirical
 from .primitives import factor, observe, sample, tag
@@ -21,6 +23,8 @@ __all__ = [
     "InferenceEngine",
     "Model",
     "NativeModel",
+    "RemoteModel",
+    "ShmModel",
     "Trace",
     "TraceBatch",
     "distributions",

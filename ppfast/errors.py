@@ -16,6 +16,8 @@ __all__ = [
     "ProtocolVersionError",
     "PeerTimeoutError",
     "PeerGoneError",
+    "DatasetError",
+    "RankError",
 ]
 
 
@@ -70,3 +72,16 @@ class PeerTimeoutError(ProtocolError, TimeoutError):
 
 class PeerGoneError(ProtocolError, ConnectionError):
     """A peer disappeared mid-conversation."""
+
+
+class DatasetError(PpfastError, IOError):
+    """A trace dataset on disk is missing, truncated, corrupted or inconsistent with its
+    manifest; ``file`` names the offending file."""
+
+    def __init__(self, message: str, file: str | None = None):
+        super().__init__(message)
+        self.file = file
+
+
+class RankError(PpfastError, RuntimeError):
+    """Another MPI rank failed during a collective operation (its error is in the message)."""

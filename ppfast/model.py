@@ -208,9 +208,51 @@ class BaseModel:
     def posterior_results(self, num_traces: int = 10,
                           inference_engine: InferenceEngine = InferenceEngine.IMPORTANCE_SAMPLING,
                           observe: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Empirical:
-        """Posterior over the model's results (importance sampling by default)."""
+        """Posterior over the model's results (importance sampling by default).  With
+        ``distributed=True`` under ``mpiexec`` every rank runs its share and rank 0 gets the
+        gathered Empirical (the others None): see :mod:`ppfast.distributed`."""
+        if kwargs.pop("distributed", False):
+            from . import distributed
+
+            return distributed.posterior_results(  # type: ignore[return-value]  # None off rank 0
+                self, num_traces, inference_engine, observe=observe, **kwargs)
         batch = self.posterior_batch(num_traces, inference_engine, observe=observe, **kwargs)
         return Empirical(batch.results, log_weights=batch.log_weights, name="Posterior", batch=batch)
+
+    # -- inference compilation (ppfast.nn) ------------------------------------------------
+    def learn_inference_network(self, num_traces: Optional[int] = None, new_network: bool = False,
+                                **kwargs: Any) -> Any:
+        """Trains (or, when the model has one, goes on training) the inference network
+        used by ``IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK``; see
+        :func:`ppfast.nn.learn_inference_network` for the options."""
+        from .nn import learn_inference_network
+
+        current = None if new_network else getattr(self, "inference_network", None)
+        self.inference_network = learn_inference_network(self, num_traces, network=current, **kwargs)
+        return self.inference_network
+
+    def save_inference_network(self, path: Any) -> Any:
+        from .errors import PpfastError
+        from .nn import save_inference_network
+
+        if getattr(self, "inference_network", None) is None:
+            raise PpfastError("no inference network to save: call learn_inference_network first")
+        return save_inference_network(self.inference_network, path)
+
+    def load_inference_network(self, path: Any, **kwargs: Any) -> Any:
+        from .nn import load_inference_network
+
+        self.inference_network = load_inference_network(path, **kwargs)
+        return self.inference_network
+
+    def save_dataset(self, dataset_dir: Any, num_traces: int, traces_per_file: Optional[int] = None,
+                     seed: Optional[int] = None, **kwargs: Any) -> Any:
+        """Writes ``num_traces`` prior traces as a sharded Arrow dataset (every rank its
+        share under ``mpiexec``); read it with ``ppfast.data.TraceDataset``.  See
+        :func:`ppfast.data.save_dataset`."""
+        from .data import save_dataset
+
+        return save_dataset(self, dataset_dir, num_traces, traces_per_file, seed=seed, **kwargs)
 
 
 class _Record(Handler):

@@ -284,13 +284,17 @@ void MHChain::prepare_initial() {
 int MHChain::offer_initial(TraceBatch& batch, ErrorCode code) {
   const size_t row = batch.num_traces() - 1;
   if (batch.status[row] != uint8_t(TraceStatus::Ok)) {
-    if (policy_.invalid() || code == ErrorCode::OutOfSupport || code == ErrorCode::Proposal)
-      return kMHRejectedInvalid;
     last_error_ = batch.messages[batch.message[row]];
     last_error_code_ = code;
+    if (policy_.invalid() || code == ErrorCode::OutOfSupport || code == ErrorCode::Proposal)
+      return kMHRejectedInvalid;
     return kMHError;
   }
-  if (!(batch.log_likelihood[row] > kNegInf)) return kMHRejectedInvalid;
+  if (!(batch.log_likelihood[row] > kNegInf)) {
+    last_error_ = "the log-likelihood is -inf";
+    last_error_code_ = ErrorCode::None;
+    return kMHRejectedInvalid;
+  }
   adopt(batch);
   started_ = true;
   start_.reset();

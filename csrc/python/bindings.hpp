@@ -32,5 +32,9 @@ void register_distributions(py::module_& m);
 void register_trace(py::module_& m);
 void register_recorder(py::module_& m);
 void register_native(py::module_& m);
+void register_ppx(py::module_& m);
+void register_shm(py::module_& m);
+void register_guided(py::module_& m);
+void register_mcmc(py::module_& m);
 
 }  // namespace ppfast::python

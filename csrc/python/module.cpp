@@ -8,4 +8,8 @@ PYBIND11_MODULE(_core, m) {
   ppfast::python::register_trace(m);
   ppfast::python::register_recorder(m);
   ppfast::python::register_native(m);
+  ppfast::python::register_ppx(m);
+  ppfast::python::register_shm(m);
+  ppfast::python::register_guided(m);
+  ppfast::python::register_mcmc(m);
 }

@@ -37,6 +37,11 @@ class PyRecorder {
     return rec_->end_trace(result);
   }
   void fail(const std::string& message) { rec_->fail(message, ErrorCode::Simulator); }
+  /// Policy for controlled sites (inflated prior, IC proposals); kept across take().
+  void set_policy(std::shared_ptr<Policy> p) {
+    policy_ = std::move(p);
+    rec_->set_policy(policy_.get());
+  }
 
   double sample(int kind, double a, double b, uint32_t address, uint32_t name, uint32_t flags) {
     double params[2] = {a, b};
@@ -76,7 +81,7 @@ class PyRecorder {
   PyTraceBatch take() {
     PyTraceBatch out{batch_};
     batch_ = BatchPool::global().acquire();
-    rec_ = std::make_unique<Recorder>(*batch_, obs_.get(), seed_);
+    rec_ = std::make_unique<Recorder>(*batch_, obs_.get(), seed_, policy_.get());
     return out;
   }
 
@@ -114,6 +119,7 @@ class PyRecorder {
   std::shared_ptr<TraceBatch> batch_;
   std::unique_ptr<Recorder> rec_;
   uint64_t seed_;
+  std::shared_ptr<Policy> policy_;
 };
 
 // --- Fast path --------------------------------------------------------------------
@@ -244,6 +250,7 @@ void register_recorder(py::module_& m) {
       .def("begin", &PyRecorder::begin)
       .def("end", &PyRecorder::end)
       .def("fail", &PyRecorder::fail)
+      .def("set_policy", &PyRecorder::set_policy)
       .def("sample", &PyRecorder::sample)
       .def("sample_array", &PyRecorder::sample_array)
       .def("observe", &PyRecorder::observe)

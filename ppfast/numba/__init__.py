@@ -51,12 +51,21 @@ def jit(fn: Optional[Callable[[], Any]] = None, *, name: Optional[str] = None, t
         cache: bool = False) -> Any:
     """Compiles a model function with numba into a ppfast model (``ppfast.jit``); see
     :func:`ppfast.numba.model`.  Also usable as ``@ppfast.jit(threads=4, cache=True)``."""
+    _require_numba()
     from ._model import model
 
     return model(fn, name=name, threads=threads, cache=cache)
 
 
+def _require_numba() -> None:
+    try:
+        import numba  # noqa: F401
+    except ImportError as e:
+        raise ImportError("compiled models need numba: pip install 'ppfast[numba]'") from e
+
+
 def _load(name: str) -> Any:
+    _require_numba()
     from numba.core.registry import cpu_target
 
     from . import _dsl, _model

@@ -38,7 +38,7 @@ class _Api(ctypes.Structure):
 
 # Entry point -> symbol name seen by compiled code.
 SYMBOLS: Dict[str, str] = {
-    field: f"ppfast_numba_{field}" for field, _ in _Api._fields_ if field != "abi_version"
+    f[0]: f"ppfast_numba_{f[0]}" for f in _Api._fields_ if f[0] != "abi_version"
 }
 
 _api = _Api.from_address(_core.api_table())

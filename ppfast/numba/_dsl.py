@@ -173,7 +173,7 @@ def _check_failed(context: Any, builder: ir.IRBuilder) -> None:
         context.call_conv.return_user_exc(builder, TraceFailed, ("trace failed",))
 
 
-def _dist_ptr(context: Any, builder: ir.IRBuilder, ty: types.Type, val: ir.Value) -> ir.Value:
+def _dist_ptr(context: Any, builder: ir.IRBuilder, ty: Any, val: ir.Value) -> ir.Value:
     """A ppfast_dist on the stack describing the distribution value ``val``."""
     d = cgutils.alloca_once(builder, _DIST_T)
     st = cgutils.create_struct_proxy(ty)(context, builder, value=val)
@@ -200,7 +200,7 @@ _SAMPLE_T = ir.FunctionType(_F64, [_DIST_T.as_pointer(), _I32, _I32, _I32, _F64P
 
 
 @intrinsic
-def _sample_scalar(typingctx: Any, dist: types.Type, address: types.Type, name: types.Type,
+def _sample_scalar(typingctx: Any, dist: Any, address: types.Type, name: types.Type,
                    flags: types.Type) -> Any:
     """One scalar draw (ids as values): float64, or int64 for discrete distributions."""
     ret = types.int64 if dist.discrete else types.float64
@@ -236,7 +236,8 @@ def _sample_into(typingctx: Any, dist: types.Type, address: types.Type, name: ty
     return types.float64(dist, address, name, flags, out), codegen
 
 
-def _value_ptr(context: Any, builder: ir.IRBuilder, ty: types.Type, val: ir.Value) -> Tuple[ir.Value, ir.Value]:
+def _value_ptr(context: Any, builder: ir.IRBuilder, ty: types.Type,
+               val: ir.Value) -> Tuple[ir.Value, ir.Value]:
     """(double*, count) for a value: none, a scalar or a float64 C array."""
     if _is_none(ty):
         return ir.Constant(_F64P, None), _I32(0)
@@ -265,7 +266,8 @@ def _tag(typingctx: Any, value: types.Type, name: types.Type) -> Any:
     def codegen(context: Any, builder: ir.IRBuilder, sig: Any, args: Any) -> ir.Value:
         ident = _id(context, builder, sig.args[1], args[1])
         ptr, count = _value_ptr(context, builder, sig.args[0], args[0])
-        builder.call(_fn(builder, "tag", ir.VoidType(), [_I32, _I32, _F64P, _I32]), [ident, ident, ptr, count])
+        fn = _fn(builder, "tag", ir.VoidType(), [_I32, _I32, _F64P, _I32])
+        builder.call(fn, [ident, ident, ptr, count])
         return context.get_dummy_value()
 
     return types.none(value, name), codegen
@@ -349,7 +351,7 @@ def _make_packed_intrinsic(ty: PackedDistType) -> Any:
 _makers: Dict[str, Any] = {}
 
 
-def _maker(ty: types.Type) -> Any:
+def _maker(ty: Any) -> Any:
     if ty.name not in _makers:
         _makers[ty.name] = (_make_scalar_intrinsic(ty) if isinstance(ty, ScalarDistType)
                             else _make_packed_intrinsic(ty))
@@ -392,11 +394,11 @@ TruncatedNormal = _python_dist("TruncatedNormal")
 
 
 def _as_vector_impl(x: Any) -> Any:
-    pass
+    return np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
 
 
 @overload(_as_vector_impl)
-def _ov_as_vector(x):  # noqa: ANN  (numba compares typer and impl signatures)
+def _ov_as_vector(x):  # unannotated: numba compares typer and impl signatures
     if _is_scalar(x):
         return lambda x: np.full(1, np.float64(x))
     if x == _PARAMS_ARRAY:
@@ -405,11 +407,11 @@ def _ov_as_vector(x):  # noqa: ANN  (numba compares typer and impl signatures)
 
 
 def _broadcast_impl(n: Any, m: Any) -> Any:
-    pass
+    return np.broadcast_shapes((n,), (m,))[0]
 
 
 @overload(_broadcast_impl)
-def _ov_broadcast(n, m):  # noqa: ANN
+def _ov_broadcast(n, m):
     fail = failer("distribution parameters of different lengths do not broadcast")
 
     def impl(n, m):
@@ -456,7 +458,8 @@ def _register_distribution(fn: Any) -> None:
                                                           "_vec": _as_vector_impl}, "impl")
         bad = [str(t) for t in args if not (_is_scalar(t) or _is_vector(t))]
         if bad:
-            raise TypingError(f"{sig}: parameters must be numbers or 1-D arrays of numbers, got {', '.join(bad)}")
+            raise TypingError(f"{sig}: parameters must be numbers or 1-D arrays of numbers, "
+                              f"got {', '.join(bad)}")
         if all(_is_scalar(t) for t in args):
             return _define(name, "make({args})", {"make": _maker(ScalarDistType(kind, len(args)))}, "impl")
         return _packed_impl(name, PackedDistType(kind))
@@ -528,7 +531,7 @@ def _require_flag(call: str, what: str, t: Any) -> None:
 
 
 @overload(sample, prefer_literal=True)
-def _ov_sample(distribution, address, name=None, control=True, replace=False):  # noqa: ANN
+def _ov_sample(distribution, address, name=None, control=True, replace=False):
     _require_dist("sample(distribution, address)", distribution)
     _require_constant("sample(distribution, address)", "address", address)
     _require_constant("sample(distribution, address, name)", "name", name, optional=True)
@@ -544,26 +547,28 @@ def _ov_sample(distribution, address, name=None, control=True, replace=False):  
 
         return impl
 
-    def draw(distribution, address, name=None, control=True, replace=False):  # type: ignore
-        out = np.empty(distribution_size(distribution))
-        _sample_into(distribution, address_id(), name_id(), _flags(control, replace), out)
-        return out
-
     if not distribution.discrete:
+        def draw(distribution, address, name=None, control=True, replace=False):  # type: ignore
+            out = np.empty(distribution_size(distribution))
+            _sample_into(distribution, address_id(), name_id(), _flags(control, replace), out)
+            return out
+
         return draw
 
     def draw_int(distribution, address, name=None, control=True, replace=False):  # type: ignore
-        return draw(distribution, address, name, control, replace).astype(np.int64)
+        out = np.empty(distribution_size(distribution))
+        _sample_into(distribution, address_id(), name_id(), _flags(control, replace), out)
+        return out.astype(np.int64)
 
     return draw_int
 
 
 def _flags(control: Any, replace: Any) -> int:
-    pass
+    return (1 if control else 0) | (2 if replace else 0)
 
 
 @overload(_flags)
-def _ov_flags(control, replace):  # noqa: ANN
+def _ov_flags(control, replace):
     return lambda control, replace: (1 if control else 0) | (2 if replace else 0)
 
 
@@ -581,7 +586,7 @@ def _packed_size(typingctx: Any, dist: types.Type) -> Any:
 
 
 @overload(distribution_size)
-def _ov_size(distribution):  # noqa: ANN
+def _ov_size(distribution):
     if isinstance(distribution, ScalarDistType):
         return lambda distribution: 1
     if isinstance(distribution, PackedDistType):
@@ -590,7 +595,7 @@ def _ov_size(distribution):  # noqa: ANN
 
 
 @overload(observe, prefer_literal=True)
-def _ov_observe(distribution, name, value=None):  # noqa: ANN
+def _ov_observe(distribution, name, value=None):
     _require_dist("observe(distribution, name)", distribution)
     _require_constant("observe(distribution, name)", "name", name)
     ident = site(name.literal_value)
@@ -607,7 +612,7 @@ def _ov_observe(distribution, name, value=None):  # noqa: ANN
 
 
 @overload(tag, prefer_literal=True)
-def _ov_tag(value, name):  # noqa: ANN
+def _ov_tag(value, name):
     _require_constant("tag(value, name)", "name", name)
     ident = site(name.literal_value)
     if _is_scalar(value):
@@ -618,7 +623,7 @@ def _ov_tag(value, name):  # noqa: ANN
 
 
 @overload(factor)
-def _ov_factor(log_prob):  # noqa: ANN
+def _ov_factor(log_prob):
     if not _is_scalar(log_prob):
         raise TypingError(f"factor(log_prob): log_prob must be a number, got {log_prob}")
     return lambda log_prob: _factor(log_prob)

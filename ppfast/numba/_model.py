@@ -15,16 +15,18 @@ import math
 import os
 import re
 import textwrap
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numba
+import numpy as np
 from numba import types
 from numba.core import errors as nberrors
 
 from .. import _core
 from ..errors import PpfastError
-from ..model import BaseModel
+from ..model import BaseModel, Model
 from ..models.native import NativeModel
+from ..trace import TraceBatch
 from . import _abi, _dsl
 
 __all__ = ["JitModel", "JitCompileError", "model"]
@@ -83,7 +85,8 @@ def _user_location(text: str, fn: Callable[..., Any]) -> Tuple[Optional[str], Op
     fallback = None
     for file, line in reversed(_LOCATION.findall(text)):
         path = os.path.realpath(os.path.join(os.getcwd(), file)) if not os.path.isabs(file) else file
-        if os.path.basename(path) == os.path.basename(source) and (path == source or not os.path.exists(path)):
+        same_name = os.path.basename(path) == os.path.basename(source)
+        if same_name and (path == source or not os.path.exists(path)):
             return source, int(line)
         if fallback is None and not path.startswith(here) and "site-packages" not in path:
             fallback = (path, int(line))
@@ -92,32 +95,56 @@ def _user_location(text: str, fn: Callable[..., Any]) -> Tuple[Optional[str], Op
 
 def _reason(text: str) -> str:
     """The most specific cause in a numba error message."""
-    m = re.search(r"Unknown attribute '(\w+)' of type Module\(<module 'ppfast\.numba", text)
-    if m:
-        offered = ", ".join(sorted(_dsl.DISTRIBUTIONS))
-        return (f"ppfast.numba has no {m.group(1)!r}: unknown distribution or call. Distributions: {offered}; "
-                f"calls: sample, observe, tag, factor")
-    m = re.search(r"Untyped global name '(\w+)':.*?<class '(ppfast\.distributions\.\w+)'>", text, re.S)
-    if m or re.search(r"<(function|class) '?ppfast\.(primitives|distributions)", text):
-        return ("ppfast.sample / ppfast.distributions are the Python API; compiled models use "
-                "ppfast.numba.sample(ppfast.numba.Normal(...), \"address\") and friends")
-    specific = re.findall(r"TypingError: (.+?)(?:\n|$)", text)
-    ours = [s for s in specific if s.startswith(("sample", "observe", "tag", "factor"))
-            or s.split("(")[0] in _dsl.DISTRIBUTIONS]
+    if re.search(r"Module\(<module 'ppfast' |ppfast\.distributions\.|ppfast\.primitives\.", text):
+        return ("ppfast.sample / ppfast.observe / ppfast.distributions are the Python API; compiled models "
+                "use ppfast.numba: pn.sample(pn.Normal(...), \"address\"), pn.observe(pn.Normal(...), "
+                "\"name\"), ...")
+    specific = [s.strip() for s in re.findall(r"TypingError: (.+?)(?:\n|$)", text)
+                if not s.startswith("Failed in")]
+    calls = ("sample", "observe", "tag", "factor") + tuple(_dsl.DISTRIBUTIONS)
+    ours = [s for s in specific if s.startswith(calls)]
     if ours:
-        return ours[0].strip()
+        return ours[0]
+    m = re.search(r"No implementation of function Function\(<function (\w+) .*?>>> ([^\n]+)", text, re.S)
+    if m:
+        fn, call = m.group(1), m.group(2).strip()
+        if fn in _dsl.DISTRIBUTIONS:
+            fn = f"{fn}({', '.join(_dsl.DISTRIBUTIONS[fn][1])})"
+        return f"{fn} cannot be called as {call}" + (f": {specific[0]}" if specific else "")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     head = [ln for ln in lines if not ln.startswith(("Failed in", "During:", "File"))]
     return head[0] if head else (lines[0] if lines else "numba could not compile the model")
+
+
+def _unknown_name(e: AttributeError, fn: Callable[..., Any], name: str) -> Optional[JitCompileError]:
+    """``pn.Foo`` in a model: numba lets the module's AttributeError through."""
+    m = re.search(r"module 'ppfast\.numba' has no attribute '(\w+)'", str(e))
+    if not m:
+        return None
+    attr = m.group(1)
+    file, line = None, None
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        file = inspect.getsourcefile(fn)
+        for node in ast.walk(ast.parse(textwrap.dedent("".join(lines)))):
+            if isinstance(node, ast.Attribute) and node.attr == attr:
+                line = first + node.lineno - 1
+                break
+    except (OSError, TypeError, SyntaxError):
+        pass
+    where = f" at {file}:{line}" if line else ""
+    offered = ", ".join(sorted(_dsl.DISTRIBUTIONS))
+    return JitCompileError(f"cannot compile model {name!r}{where}: ppfast.numba has no {attr!r} (unknown "
+                           f"distribution or call). Distributions: {offered}; calls: sample, observe, tag, "
+                           "factor", file, line)
 
 
 def _compile_error(e: Exception, fn: Callable[..., Any], name: str) -> JitCompileError:
     text = _ANSI.sub("", str(e))
     file, line = _user_location(text, fn)
     where = f" at {file}:{line}" if file else ""
-    err = JitCompileError(f"cannot compile model {name!r}{where}: {_reason(text)}\n\nnumba says:\n{text.strip()}",
-                          file, line)
-    return err
+    return JitCompileError(f"cannot compile model {name!r}{where}: {_reason(text)}\n\n"
+                           f"numba says:\n{text.strip()}", file, line)
 
 
 _SITE_CALLS = {"sample": 1, "observe": 1, "tag": 1}
@@ -152,31 +179,58 @@ class JitModel(NativeModel):
                  cache: bool = False):
         if not callable(fn):
             raise TypeError(f"ppfast.jit expects a function, got {type(fn).__name__}")
-        name = name or getattr(fn, "__name__", "model")
+        name = str(name or getattr(fn, "__name__", "model"))
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.default is inspect.Parameter.empty]
         if params:
             raise JitCompileError(
-                f"model {name!r} takes arguments ({', '.join(p.name for p in params)}): a compiled model is a "
-                "function of no arguments (use constants from globals or closures, frozen at compile time, and "
-                "observe={...} for data)")
+                f"model {name!r} takes arguments ({', '.join(p.name for p in params)}): a compiled model is "
+                "a function of no arguments (use constants from globals or closures, frozen at compile time, "
+                "and observe={...} for data)")
         BaseModel.__init__(self, name)
         self.py_func = fn
-        self.path = None  # not a library: a function of this process
+        self.path = None  # type: ignore[assignment]  # not a library: a function of this process
         self.dispatcher = numba.njit(cache=cache)(fn)
-        _locate_sites(fn)
         try:
             self.dispatcher.compile(())
             result = self.dispatcher.nopython_signatures[0].return_type
             if not isinstance(result, (types.Number, types.Boolean, types.NoneType)):
-                raise JitCompileError(f"model {name!r} returns {result}: a compiled model returns a number or "
-                                      "None (record other values with tag(value, name))",
+                raise JitCompileError(f"model {name!r} returns {result}: a compiled model returns a number "
+                                      "or None (record other values with tag(value, name))",
                                       inspect.getsourcefile(fn), fn.__code__.co_firstlineno)
             self._runner = _make_runner(self.dispatcher, result)
-        except (nberrors.TypingError, nberrors.UnsupportedError, nberrors.NumbaError) as e:
+        except nberrors.NumbaError as e:
             raise _compile_error(e, fn, name) from None
+        except AttributeError as e:
+            err = _unknown_name(e, fn, name)
+            if err is None:
+                raise
+            raise err from None
+        _locate_sites(fn)
         self._native = _core.NativeModel.from_function(self._runner.address, name,
                                                        int(threads or os.cpu_count() or 1))
+
+    def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
+                  required: bool, skip_errors: bool = False) -> TraceBatch:
+        batch = super()._simulate(seed, first, count, observations, required, skip_errors)
+        if not skip_errors and len(batch.failed):
+            i = int(batch.failed[0])
+            if batch.error(i) == _RAISED:
+                # Compiled code drops exception messages: the same trace run uncompiled
+                # (same RNG stream, same draws) raises the model's own exception.
+                self.python_model()._simulate(seed, int(batch.traces["index"][i]), 1, observations, required)
+        return batch
+
+    def python_model(self) -> Model:
+        """The same function run uncompiled through the Python API (same traces for the
+        same seed, at Python speed): for debugging and for comparisons."""
+        fn = self.py_func
+
+        class Uncompiled(Model):
+            def forward(self) -> Any:
+                return fn()
+
+        return Uncompiled(f"{self.name} (uncompiled)")
 
     def __call__(self) -> Any:
         """One execution in this thread: draws from the prior (outside any run)."""
@@ -186,7 +240,8 @@ class JitModel(NativeModel):
         return f"JitModel({self.name!r}, threads={self.threads})"
 
 
-def model(fn: Optional[Callable[[], Any]] = None, *, name: Optional[str] = None, threads: Optional[int] = None,
+def model(fn: Optional[Callable[[], Any]] = None, *, name: Optional[str] = None,
+          threads: Optional[int] = None,
           cache: bool = False) -> Union[JitModel, Callable[[Callable[[], Any]], JitModel]]:
     """Compiles a model function with numba; the result is a ppfast model.
 

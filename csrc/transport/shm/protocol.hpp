@@ -53,14 +53,22 @@ enum class Op : uint32_t {
   Run = 1,       // a[0] seed, a[1] first, a[2] count, a[3] payload offset, a[4] payload bytes, a[5] required
   Place = 2,     // see PlaceArgs
   Shutdown = 3,
-  ProposalAnswer = 4,  // reserved for guided execution
+  ProposalAnswer = 4,  // reserved for guided execution (see below)
   // simulator -> host
   Ready = 16,    // a[0] pid
   Counts = 17,   // see CountArgs
   Placed = 18,
   Error = 19,    // the text is in Control::error
-  ProposalRequest = 20,  // reserved for guided execution
+  ProposalRequest = 20,  // reserved for guided execution (see below)
 };
+// Guided execution (inference compilation) over shared memory, the planned use of the
+// reserved operations: a simulator process runs its executions under a ProposalSlot
+// policy (core/guided.hpp) whose exchange() posts ProposalRequest (a[0] execution slot,
+// the SiteRequest in the process's request area, new address names reported as in
+// Counts so the host maps ids first) and sleeps on down_bell until the ProposalAnswer
+// for that slot arrives (the SiteAnswer in the answer area).  The rings hold up to
+// Ring::kSlots requests in flight per process; the host batches the pending requests of
+// all processes into one network step.
 
 /// One message: an operation, the tag of the request it belongs to, and its arguments.
 struct Message {
@@ -181,6 +189,7 @@ struct ArenaHeader {
   Bell doorbell;
 };
 constexpr uint64_t kArenaHeaderBytes = 4096;
+static_assert(offsetof(ArenaHeader, mapped) == 16, "simulators read the mapped size before mapping");
 
 // --- the columns of a batch block --------------------------------------------------
 

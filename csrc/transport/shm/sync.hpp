@@ -2,6 +2,7 @@
 #pragma once
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@ bool wait_on(Bell& bell, Ready&& ready, int64_t spin_ns, int64_t sleep_ns) {
   do {
     for (int i = 0; i < 64; ++i) cpu_relax();
     if (ready()) return true;
+    sched_yield();  // two cores, three busy parties: let the one we wait for run
   } while (now_ns() < spin_until);
   const uint32_t seen = bell.word.load(std::memory_order_seq_cst);
   bell.sleeping.store(1, std::memory_order_seq_cst);

@@ -1,0 +1,137 @@
+// PPX client for Python: ppfast.RemoteModel's engine.  Whole runs happen in C++ with the
+// GIL released; Python gets finished trace batches and typed errors.
+#include <cstring>
+
+#include "python/bindings.hpp"
+#include "transport/ppx/client.hpp"
+
+namespace ppfast::python {
+namespace {
+
+namespace px = ppfast::ppx;
+
+/// Forwards to a policy owned by Python (kept alive by the shared_ptr).
+class SharedPolicy : public Policy {
+ public:
+  explicit SharedPolicy(std::shared_ptr<Policy> p) : p_(std::move(p)) {}
+  void begin_trace(uint64_t trace) override { p_->begin_trace(trace); }
+  bool propose(uint32_t address, uint32_t instance, const Dist& d, Rng& rng, double* out, double* log_q) override {
+    return p_->propose(address, instance, d, rng, out, log_q);
+  }
+
+ private:
+  std::shared_ptr<Policy> p_;
+};
+
+class PpxClient {
+ public:
+  PpxClient(std::vector<std::string> addresses, int timeout_ms, std::string system_name, int spin_us)
+      : client_(std::move(addresses), make_options(timeout_ms, std::move(system_name), spin_us)) {}
+
+  void connect() {
+    py::gil_scoped_release release;
+    client_.connect();
+  }
+
+  PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs,
+                   std::vector<std::shared_ptr<Policy>> policies) {
+    if (!policies.empty() && policies.size() != client_.size())
+      throw py::value_error("PpxClient.run: " + std::to_string(policies.size()) + " policies for " +
+                            std::to_string(client_.size()) + " connections (expected one per connection, or none)");
+    PolicyFactory factory;
+    if (!policies.empty())
+      factory = [&policies](int worker) -> std::unique_ptr<Policy> {
+        auto& p = policies[static_cast<size_t>(worker)];
+        return p ? std::make_unique<SharedPolicy>(p) : nullptr;
+      };
+    PyTraceBatch out{BatchPool::global().acquire()};
+    py::gil_scoped_release release;
+    client_.run(seed, first, count, obs.get(), *out.batch, factory);
+    return out;
+  }
+
+  void close() {
+    py::gil_scoped_release release;
+    client_.close();
+  }
+
+  py::list peers() const {
+    py::list out;
+    for (size_t i = 0; i < client_.size(); ++i) {
+      const px::Connection& c = client_.connection(i);
+      py::dict d;
+      d["address"] = c.address();
+      d["connected"] = c.connected();
+      d["system_name"] = c.system_name();
+      d["model_name"] = c.model_name();
+      d["round_trips"] = c.stats().round_trips;
+      d["traces"] = c.stats().traces;
+      d["connects"] = c.stats().reconnects;
+      out.append(d);
+    }
+    return out;
+  }
+
+  size_t size() const { return client_.size(); }
+
+ private:
+  static px::ClientOptions make_options(int timeout_ms, std::string system_name, int spin_us) {
+    if (timeout_ms <= 0) throw py::value_error("PPX timeout must be > 0 ms, got " + std::to_string(timeout_ms));
+    if (spin_us < 0) throw py::value_error("PPX spin must be >= 0 us, got " + std::to_string(spin_us));
+    px::ClientOptions o;
+    o.timeout_ms = timeout_ms;
+    o.spin_us = spin_us;
+    if (!system_name.empty()) o.system_name = std::move(system_name);
+    return o;
+  }
+
+  px::Client client_;
+};
+
+}  // namespace
+
+void register_ppx(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const px::ClientError& e) {
+      const char* cls = "ProtocolError";
+      switch (e.kind) {
+        case px::ClientErrorKind::kVersion: cls = "ProtocolVersionError"; break;
+        case px::ClientErrorKind::kTimeout: cls = "PeerTimeoutError"; break;
+        case px::ClientErrorKind::kPeerGone: cls = "PeerGoneError"; break;
+        default: break;
+      }
+      py::object type = py::module_::import("ppfast.errors").attr(cls);
+      // The message may quote bytes a peer sent: never fail on them.
+      py::object text = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "backslashreplace"));
+      PyErr_SetObject(type.ptr(), text.ptr());
+    }
+  });
+
+  py::class_<PpxClient>(m, "PpxClient", "PPX engine side: REQ connections to PPX simulators.")
+      .def(py::init<std::vector<std::string>, int, std::string, int>(), py::arg("addresses"), py::arg("timeout_ms"),
+           py::arg("system_name") = "", py::arg("spin_us") = 0)
+      .def("connect", &PpxClient::connect, "Handshakes with every peer not yet connected.")
+      .def("run", &PpxClient::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
+           py::arg("policies") = std::vector<std::shared_ptr<Policy>>{},
+           "Traces [first, first + count): trace i uses RNG stream i of seed.")
+      .def("close", &PpxClient::close)
+      .def_property_readonly("peers", &PpxClient::peers)
+      .def("__len__", &PpxClient::size);
+
+  m.def(
+      "ppx_ping",
+      [](const std::string& address, uint64_t count, size_t payload, int timeout_ms) {
+        py::gil_scoped_release release;
+        return px::ping(address, count, payload, timeout_ms);
+      },
+      py::arg("address"), py::arg("count"), py::arg("payload") = 64, py::arg("timeout_ms") = 10000,
+      "Seconds for `count` bare ZeroMQ REQ/REP round trips against an echo server.");
+  m.def(
+      "ppx_protocol_version", [] { return std::string(px::kProtocolVersion); },
+      "The PPX protocol version ppfast speaks.");
+}
+
+}  // namespace ppfast::python

@@ -1,0 +1,190 @@
+// Shared-memory mode: simulator processes over POSIX shared memory (csrc/transport/shm).
+// Their batches come back as numpy views on the shared block, without a copy: each
+// view's base is the batch object, which keeps the block (and the mapping) alive.
+#include "python/bindings.hpp"
+#include "transport/shm/host.hpp"
+
+namespace ppfast::python {
+namespace {
+
+using shm::Batch;
+using shm::HostError;
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+struct PyShmBatch {
+  std::shared_ptr<Batch> batch;
+};
+
+py::dict columns(py::object self) {
+  const Batch& b = *self.cast<PyShmBatch&>().batch;
+  py::dict records, traces, arenas;
+  for (int c = 0; c < shm::kNumColumns; ++c) {
+    const auto& info = shm::kColumns[c];
+    py::dtype type(std::string(1, info.type) + std::to_string(info.size));
+    py::array a(type, {b.totals.of(info.dim)}, {size_t(info.size)}, b.column(c), self);
+    // Batches are immutable once handed to Python.
+    py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+    (info.group[0] == 'r' ? records : info.group[0] == 't' ? traces : arenas)[info.name] = a;
+  }
+  py::dict all;
+  all["records"] = records;
+  all["traces"] = traces;
+  all["arenas"] = arenas;
+  return all;
+}
+
+/// The batch copied into an ordinary TraceBatch (for TraceBatch.concat and friends).
+PyTraceBatch to_batch(const PyShmBatch& s) {
+  PyTraceBatch out{BatchPool::global().acquire()};
+  TraceBatch& t = *out.batch;
+  const Batch& b = *s.batch;
+  auto fill = [&](auto& column, int c) {
+    using T = typename std::decay_t<decltype(column)>::value_type;
+    const T* p = reinterpret_cast<const T*>(b.column(c));
+    column.assign(p, p + b.totals.of(shm::kColumns[c].dim));
+  };
+  fill(t.rec_trace, shm::kRecTrace);
+  fill(t.rec_address, shm::kRecAddress);
+  fill(t.rec_instance, shm::kRecInstance);
+  fill(t.rec_name, shm::kRecName);
+  fill(t.rec_kind, shm::kRecKind);
+  fill(t.rec_flags, shm::kRecFlags);
+  fill(t.rec_dist, shm::kRecDist);
+  fill(t.rec_value, shm::kRecValue);
+  fill(t.rec_log_prob, shm::kRecLogProb);
+  fill(t.rec_value_offset, shm::kRecValueOffset);
+  fill(t.rec_value_len, shm::kRecValueLen);
+  fill(t.rec_param_offset, shm::kRecParamOffset);
+  fill(t.rec_param_len, shm::kRecParamLen);
+  fill(t.trace_index, shm::kTrIndex);
+  fill(t.trace_begin, shm::kTrBegin);
+  fill(t.trace_end, shm::kTrEnd);
+  fill(t.log_prior, shm::kTrLogPrior);
+  fill(t.log_likelihood, shm::kTrLogLikelihood);
+  fill(t.log_weight, shm::kTrLogWeight);
+  fill(t.result, shm::kTrResult);
+  fill(t.trace_type, shm::kTrType);
+  fill(t.status, shm::kTrStatus);
+  fill(t.message, shm::kTrMessage);
+  fill(t.value_arena, shm::kArenaValues);
+  fill(t.param_arena, shm::kArenaParams);
+  t.messages = b.messages;
+  return out;
+}
+
+/// Polled by the host while it waits with the GIL released: lets Ctrl-C through.
+bool interrupted() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+class ShmHost {
+ public:
+  ShmHost(std::vector<std::string> argv, std::vector<std::string> env, int workers, double timeout,
+          double startup_timeout, int max_restarts) {
+    shm::HostOptions o;
+    o.argv = std::move(argv);
+    o.env = std::move(env);
+    o.workers = workers;
+    o.timeout = timeout;
+    o.startup_timeout = startup_timeout;
+    o.max_restarts = max_restarts;
+    bool stopped = false;
+    {
+      py::gil_scoped_release release;
+      try {
+        host_ = std::make_unique<shm::Host>(std::move(o), interrupted);
+      } catch (const shm::Interrupted&) {
+        stopped = true;
+      }
+    }
+    if (stopped) throw py::error_already_set();  // the KeyboardInterrupt PyErr_CheckSignals set
+  }
+
+  PyShmBatch run(uint64_t seed, uint64_t first, uint64_t count,
+                 const std::vector<std::pair<std::string, Array>>& observations, bool required) {
+    std::vector<shm::Observation> obs;
+    for (const auto& [name, value] : observations)
+      obs.push_back({name, std::vector<double>(value.data(), value.data() + value.size())});
+    auto out = std::make_shared<Batch>();
+    bool stopped = false;
+    {
+      py::gil_scoped_release release;
+      try {
+        *out = host().run(seed, first, count, obs, required, interrupted);
+      } catch (const shm::Interrupted&) {
+        stopped = true;
+      }
+    }
+    if (stopped) throw py::error_already_set();
+    return PyShmBatch{out};
+  }
+
+  void close() {
+    if (!host_) return;
+    py::gil_scoped_release release;
+    host_->close();
+  }
+
+  shm::Host& host() {
+    if (!host_) throw HostError(HostError::Closed, "this ShmModel is closed");
+    return *host_;
+  }
+
+ private:
+  std::unique_ptr<shm::Host> host_;
+};
+
+}  // namespace
+
+void register_shm(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const HostError& e) {
+      if (e.kind == HostError::Memory) {
+        PyErr_SetString(PyExc_MemoryError, e.what());
+        return;
+      }
+      py::object cls = py::module_::import("ppfast.errors").attr("SimulatorError");
+      PyErr_SetString(cls.ptr(), e.what());
+    }
+  });
+
+  py::class_<PyShmBatch>(m, "ShmTraceBatch")
+      .def_property_readonly("num_traces", [](const PyShmBatch& b) { return b.batch->totals.n[1]; })
+      .def_property_readonly("num_records", [](const PyShmBatch& b) { return b.batch->totals.n[0]; })
+      .def_property_readonly("messages", [](const PyShmBatch& b) { return b.batch->messages; })
+      .def_property_readonly(
+          "lost",
+          [](const PyShmBatch& b) {
+            return py::array_t<uint64_t>(b.batch->lost.size(), b.batch->lost.data());
+          },
+          "Positions of the traces lost to a simulator process that crashed or hung.")
+      .def_property_readonly("block", [](const PyShmBatch& b) {
+        return py::make_tuple(reinterpret_cast<uintptr_t>(b.batch->block->data()), b.batch->block->size());
+      })
+      .def("columns", &columns)
+      .def("to_batch", &to_batch, "A copy as an ordinary TraceBatch.");
+
+  py::class_<ShmHost>(m, "ShmHost")
+      .def(py::init<std::vector<std::string>, std::vector<std::string>, int, double, double, int>(), py::arg("argv"),
+           py::arg("env"), py::arg("workers"), py::arg("timeout"), py::arg("startup_timeout"),
+           py::arg("max_restarts"))
+      .def("run", &ShmHost::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
+           py::arg("required"))
+      .def("close", &ShmHost::close)
+      .def_property_readonly("name", [](ShmHost& h) { return h.host().model_name(); })
+      .def_property_readonly("workers", [](ShmHost& h) { return h.host().workers(); })
+      .def_property_readonly("pids", [](ShmHost& h) { return h.host().pids(); })
+      .def_property_readonly("restarts", [](ShmHost& h) { return h.host().restarts(); })
+      .def_property_readonly(
+          "arena",
+          [](ShmHost& h) {
+            const auto& a = h.host().arena();
+            return py::make_tuple(reinterpret_cast<uintptr_t>(a.base()), a.mapped(), a.file_size());
+          },
+          "(address, mapped bytes, file bytes) of the shared data arena.");
+}
+
+}  // namespace ppfast::python

@@ -1,0 +1,634 @@
+#include "transport/shm/host.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "core/address_table.hpp"
+#include "transport/shm/payload.hpp"
+#include "transport/shm/sync.hpp"
+
+namespace ppfast::shm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kMinTracesPerProcess = 256;  // below this, a split costs more than it gains
+constexpr int64_t kSpinNs = 20'000;
+constexpr int64_t kTickNs = 10'000'000;           // health checks and Ctrl-C polls
+constexpr uint64_t kKeepBytes = uint64_t(64) << 20;  // free memory always kept for the next runs
+
+std::atomic<uint64_t> g_segments{0};
+
+[[noreturn]] void fail(const std::string& message) { throw HostError(HostError::Simulator, message); }
+
+/// Creates a shared-memory file and removes its name at once: the descriptor (inherited
+/// by the simulator processes) is all anyone needs, so nothing is left in /dev/shm
+/// whatever happens to either side later.
+int create_segment(const char* what) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const std::string name = "/ppfast-" + std::to_string(getpid()) + "-" + std::to_string(g_segments++);
+    const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      shm_unlink(name.c_str());
+      return fd;
+    }
+    if (errno != EEXIST)
+      throw HostError(HostError::Memory, std::string("cannot create the shared-memory ") + what + ": " +
+                                             strerror(errno));
+  }
+  throw HostError(HostError::Memory, std::string("cannot create the shared-memory ") + what + ": names taken");
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) {
+    const int s = WTERMSIG(status);
+    return "died with signal " + std::to_string(s) + " (" + strsignal(s) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "stopped";
+}
+
+std::string seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g s", s);
+  return buf;
+}
+
+std::string bounded(const char* s, size_t n) { return std::string(s, strnlen(s, n)); }
+
+}  // namespace
+
+// --- arena ---------------------------------------------------------------------------
+
+Block::Block(std::shared_ptr<Arena> arena, uint64_t offset, uint64_t size)
+    : arena_(std::move(arena)), offset_(offset), size_(size) {}
+Block::~Block() { arena_->release(offset_, size_); }
+uint8_t* Block::data() const { return arena_->base() + offset_; }
+
+Arena::Arena() {
+  fd_ = create_segment("data arena");
+  // Reserve address space once: the file grows below it, so no side ever remaps.
+  for (uint64_t size : {uint64_t(64) << 30, uint64_t(16) << 30, uint64_t(4) << 30, uint64_t(1) << 30}) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    if (p != MAP_FAILED) {
+      base_ = static_cast<uint8_t*>(p);
+      mapped_ = size;
+      break;
+    }
+  }
+  if (!base_) {
+    const int e = errno;
+    ::close(fd_);
+    throw HostError(HostError::Memory, std::string("cannot map the data arena: ") + strerror(e));
+  }
+  if (fallocate(fd_, 0, 0, kArenaHeaderBytes) != 0) {
+    const int e = errno;
+    munmap(base_, mapped_);
+    ::close(fd_);
+    throw HostError(HostError::Memory, std::string("cannot size the data arena: ") + strerror(e));
+  }
+  end_ = kArenaHeaderBytes;
+  auto* h = new (base_) ArenaHeader();
+  h->magic = kArenaMagic;
+  h->version = kProtocolVersion;
+  h->host_pid = uint32_t(getpid());
+  h->mapped = mapped_;
+}
+
+Arena::~Arena() {
+  munmap(base_, mapped_);
+  ::close(fd_);
+}
+
+uint64_t Arena::file_size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return end_;
+}
+
+std::shared_ptr<Block> Arena::allocate(uint64_t bytes) {
+  const uint64_t n = align_up(std::max<uint64_t>(bytes, 1), kPage);
+  std::lock_guard<std::mutex> lock(mutex_);
+  recent_[next_recent_++ % 16] = n;
+  for (auto it = free_.begin(); it != free_.end(); ++it) {  // first fit: reuse before growing
+    if (it->second < n) continue;
+    const uint64_t off = it->first, size = it->second;
+    free_.erase(it);
+    if (size > n) free_.emplace(off + n, size - n);
+    return std::make_shared<Block>(shared_from_this(), off, n);
+  }
+  // Grow the file, starting inside a free tail if there is one.
+  uint64_t off = end_;
+  if (!free_.empty()) {
+    auto last = std::prev(free_.end());
+    if (last->first + last->second == end_) off = last->first;
+  }
+  if (off + n > mapped_)
+    throw HostError(HostError::Memory, "a block of " + std::to_string(n >> 20) + " MiB does not fit the " +
+                                           std::to_string(mapped_ >> 30) + " GiB shared-memory arena");
+  // fallocate reserves the pages now, so a full /dev/shm is an error here rather than
+  // a SIGBUS in whichever process touches the page first.
+  if (off + n > end_ && fallocate(fd_, 0, off_t(end_), off_t(off + n - end_)) != 0)
+    throw HostError(HostError::Memory, "no room in /dev/shm for " + std::to_string((off + n - end_) >> 20) +
+                                           " more MiB of trace batches: " + strerror(errno));
+  if (off != end_) free_.erase(off);
+  end_ = off + n;
+  return std::make_shared<Block>(shared_from_this(), off, n);
+}
+
+void Arena::release(uint64_t offset, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = free_.emplace(offset, size).first;
+  auto next = std::next(it);
+  if (next != free_.end() && it->first + it->second == next->first) {
+    it->second += next->second;
+    free_.erase(next);
+  }
+  if (it != free_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->first + prev->second == it->first) {
+      prev->second += it->second;
+      free_.erase(it);
+      it = prev;
+    }
+  }
+  trim();
+}
+
+void Arena::trim() {
+  // The pool keeps a free tail as large as the largest of the recent blocks, so runs of
+  // a steady size reuse their pages; memory beyond that goes back to the system.
+  if (free_.empty()) return;
+  auto tail = std::prev(free_.end());
+  if (tail->first + tail->second != end_) return;
+  uint64_t keep = kKeepBytes;
+  for (uint64_t r : recent_) keep = std::max(keep, r);
+  if (tail->second <= keep) return;
+  const uint64_t new_end = tail->first + keep;
+  if (ftruncate(fd_, off_t(new_end)) != 0) return;
+  end_ = new_end;
+  tail->second = keep;
+}
+
+// --- processes ---------------------------------------------------------------------
+
+struct Host::Part {
+  enum Stage { Running, Counted, Placing, Placed };
+  uint64_t first = 0, count = 0;
+  Worker* worker = nullptr;
+  std::vector<std::pair<uint64_t, std::string>> lost;  // ascending trace index
+  Stage stage = Running;
+  uint64_t tag = 0;
+  uint64_t counts[8] = {};
+  std::shared_ptr<Block> payload;
+  uint64_t record0 = 0, trace0 = 0, value0 = 0, param0 = 0, message0 = 0, strings = 0;
+};
+
+Host::Host(HostOptions options, const std::function<bool()>& interrupted)
+    : options_(std::move(options)), owner_(getpid()) {
+  if (options_.argv.empty() || options_.argv[0].empty()) fail("empty simulator command");
+  if (options_.workers < 1) fail("workers must be >= 1");
+  arena_ = std::make_shared<Arena>();
+  workers_.resize(size_t(options_.workers));
+  try {
+    std::vector<Worker*> all;
+    for (auto& w : workers_) {
+      spawn(w);
+      all.push_back(&w);
+    }
+    await_ready(all, interrupted);
+  } catch (...) {
+    close();
+    throw;
+  }
+  model_name_ = bounded(workers_[0].ctrl->model_name, sizeof(workers_[0].ctrl->model_name));
+}
+
+Host::~Host() { close(); }
+
+void Host::spawn(Worker& w) {
+  w = Worker();
+  const int fd = create_segment("control segment");
+  void* p = MAP_FAILED;
+  if (ftruncate(fd, off_t(ControlLayout::size())) == 0)
+    p = mmap(nullptr, ControlLayout::size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    const int e = errno;
+    ::close(fd);
+    throw HostError(HostError::Memory, std::string("cannot map a control segment: ") + strerror(e));
+  }
+  auto* c = new (p) Control();
+  c->magic = kControlMagic;
+  c->version = kProtocolVersion;
+  c->host_pid = uint32_t(getpid());
+  c->size = ControlLayout::size();
+  c->names_offset = ControlLayout::names_offset();
+  c->names_capacity = kNamesCapacity;
+  c->map_offset = ControlLayout::map_offset();
+  c->map_capacity = kMapCapacity;
+  w.control_fd = fd;
+  w.ctrl = c;
+
+  // The child gets the segments as fds 3 and 4 (dup2 clears close-on-exec there); the
+  // copies above 10 keep dup2 from clobbering one source with the other.
+  const int tc = fcntl(fd, F_DUPFD_CLOEXEC, 10), ta = fcntl(arena_->fd(), F_DUPFD_CLOEXEC, 10);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, tc, kControlFd);
+  posix_spawn_file_actions_adddup2(&actions, ta, kArenaFd);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int s : {SIGPIPE, SIGXFSZ, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) sigaddset(&defaults, s);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  // Its own process group: Ctrl-C reaches the host only (which then stops the
+  // processes), and a hung simulator is killed with whatever it started.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<std::string> args = options_.argv;
+  args.push_back("--ppfast-shm");
+  args.push_back("fd:" + std::to_string(kControlFd) + "," + std::to_string(kArenaFd));
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : options_.env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(tc);
+  ::close(ta);
+  if (rc != 0) {
+    release(w);
+    fail("cannot start simulator '" + options_.argv[0] + "': " + strerror(rc));
+  }
+  w.pid = pid;
+  w.beat_time = now_ns();
+}
+
+void Host::await_ready(const std::vector<Worker*>& ws, const std::function<bool()>& interrupted) {
+  const int64_t deadline = now_ns() + int64_t(options_.startup_timeout * 1e9);
+  auto stop_waiting = [&] {
+    for (Worker* w : ws)
+      if (!w->ready) kill_worker(*w);
+  };
+  for (;;) {
+    bool all = true;
+    for (Worker* w : ws) {
+      Message m;
+      while (!w->ready && w->ctrl->up.pop(m))
+        if (m.op == Op::Ready) w->ready = true;
+      if (w->ready) continue;
+      all = false;
+      const std::string status = exit_status(*w);
+      if (!status.empty()) {
+        const std::string why = bounded(w->ctrl->error, sizeof(w->ctrl->error));
+        stop_waiting();
+        fail("simulator '" + options_.argv[0] + "' " + status + " before it was ready" +
+             (why.empty() ? " (see its standard error)" : ": " + why));
+      }
+    }
+    if (all) return;
+    if (now_ns() > deadline) {
+      stop_waiting();
+      fail("simulator '" + options_.argv[0] + "' did not report ready within " +
+           seconds(options_.startup_timeout));
+    }
+    if (interrupted && interrupted()) {
+      stop_waiting();
+      throw Interrupted();
+    }
+    wait_on(
+        arena_->header().doorbell,
+        [&] {
+          for (Worker* w : ws)
+            if (!w->ready && !w->ctrl->up.empty()) return true;
+          return false;
+        },
+        0, kTickNs);
+  }
+}
+
+std::string Host::exit_status(Worker& w) {
+  if (w.pid <= 0) return "is gone";
+  siginfo_t info;
+  std::memset(&info, 0, sizeof(info));
+  // Peek without reaping: the process group stays reserved while we kill what the
+  // process may have left in it.
+  if (waitid(P_PID, id_t(w.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0) return "";
+  killpg(w.pid, SIGKILL);
+  int status = 0;
+  std::string what;
+  if (waitpid(w.pid, &status, 0) == w.pid)
+    what = describe(status);
+  else
+    what = "vanished (" + std::string(strerror(errno)) + ")";  // reaped by someone else
+  w.pid = -1;
+  return what;
+}
+
+void Host::kill_worker(Worker& w) {
+  if (w.pid <= 0) return;
+  killpg(w.pid, SIGKILL);
+  kill(w.pid, SIGKILL);
+  int status;
+  waitpid(w.pid, &status, 0);
+  w.pid = -1;
+}
+
+void Host::release(Worker& w) {
+  kill_worker(w);
+  if (w.ctrl) munmap(w.ctrl, ControlLayout::size());
+  if (w.control_fd >= 0) ::close(w.control_fd);
+  w = Worker();
+}
+
+void Host::send(Worker& w, const Message& m) {
+  if (w.ctrl->down.full()) fail("simulator process " + std::to_string(w.pid) + " stopped reading requests");
+  w.ctrl->down.push(m);
+  ring(w.ctrl->down_bell);
+}
+
+void Host::dispatch(Part& p, uint64_t seed, bool required, const std::vector<uint8_t>& observations) {
+  PayloadWriter lost;
+  lost.u64(p.lost.size());
+  for (const auto& [trace, message] : p.lost) {
+    lost.u64(trace);
+    lost.str(message);
+  }
+  const uint64_t bytes = observations.size() + lost.bytes().size();
+  p.payload = arena_->allocate(bytes);
+  std::memcpy(p.payload->data(), observations.data(), observations.size());
+  std::memcpy(p.payload->data() + observations.size(), lost.bytes().data(), lost.bytes().size());
+  Worker& w = *p.worker;
+  w.ctrl->completed.store(0, std::memory_order_relaxed);  // so a crash before the first trace blames the right one
+  w.last_beat = w.ctrl->beat.load(std::memory_order_relaxed);
+  w.beat_time = now_ns();
+  p.tag = ++tag_;
+  p.stage = Part::Running;
+  send(w, Message{Op::Run, 0, p.tag, {seed, p.first, p.count, p.payload->offset(), bytes, required ? 1u : 0u}});
+}
+
+void Host::map_names(Worker& w, const Message& counts) {
+  const uint64_t from = counts.a[kCountNamesFrom], n = counts.a[kCountNames];
+  if (from != w.mapped_ids || n > w.ctrl->map_capacity - from)
+    fail("simulator process " + std::to_string(w.pid) + " reported address ids from " +
+         std::to_string(from) + ", expected " + std::to_string(w.mapped_ids));
+  const auto* names = reinterpret_cast<const uint8_t*>(w.ctrl) + w.ctrl->names_offset;
+  const uint64_t capacity = w.ctrl->names_capacity;
+  auto* map = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(w.ctrl) + w.ctrl->map_offset);
+  auto& table = AddressTable::global();
+  uint64_t at = 0;
+  for (uint64_t j = 0; j < n; ++j) {
+    NameEntry e{0, 0};
+    if (at + sizeof(e) > capacity) fail("malformed address names from a simulator");
+    std::memcpy(&e, names + at, sizeof(e));
+    const uint64_t len = uint64_t(e.name_len) + e.location_len;
+    if (len > capacity - at - sizeof(e)) fail("malformed address names from a simulator");
+    const char* s = reinterpret_cast<const char*>(names + at + sizeof(e));
+    const uint32_t id = table.intern(std::string_view(s, e.name_len));
+    if (e.location_len) table.set_location(id, std::string_view(s + e.name_len, e.location_len));
+    map[from + j] = id;
+    at += sizeof(e) + align_up(len, 4);
+  }
+  w.mapped_ids = from + n;
+}
+
+Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
+                bool required, const std::function<bool()>& interrupted) {
+  std::unique_lock<std::timed_mutex> lock(run_mutex_);
+  if (closed_) throw HostError(HostError::Closed, "this ShmModel is closed");
+  if (getpid() != owner_)
+    throw HostError(HostError::Closed, "this ShmModel belongs to process " + std::to_string(owner_) +
+                                           ": create one in the forked process");
+  // Processes lost since the last run (killed while idle, or stopped by Ctrl-C) come back now.
+  std::vector<Worker*> fresh;
+  for (auto& w : workers_) {
+    if (w.pid > 0 && exit_status(w).empty()) continue;
+    release(w);
+    spawn(w);
+    fresh.push_back(&w);
+  }
+  if (!fresh.empty()) await_ready(fresh, interrupted);
+
+  PayloadWriter obs;
+  obs.u64(observations.size());
+  for (const auto& o : observations) {
+    obs.str(o.name);
+    obs.f64s(o.value.data(), o.value.size());
+  }
+  std::vector<Part> parts;
+  if (count) {
+    const uint64_t k = std::min<uint64_t>(workers_.size(), std::max<uint64_t>(1, count / kMinTracesPerProcess));
+    parts.resize(k);
+    for (uint64_t i = 0; i < k; ++i) {
+      parts[i].first = first + count * i / k;
+      parts[i].count = first + count * (i + 1) / k - parts[i].first;
+      parts[i].worker = &workers_[i];
+    }
+  }
+
+  Batch out;
+  std::shared_ptr<Block> block;  // outlives the clean-up below: killed processes wrote into it
+  try {
+    for (auto& p : parts) dispatch(p, seed, required, obs.bytes());
+    int restarts = 0;
+    bool laid_out = false;
+    int64_t next_check = now_ns() + kTickNs;
+    auto send_place = [&](Part& p) {
+      Worker& w = *p.worker;
+      p.tag = ++tag_;
+      p.stage = Part::Placing;
+      w.last_beat = w.ctrl->beat.load(std::memory_order_relaxed);
+      w.beat_time = now_ns();
+      send(w, Message{Op::Place, 0, p.tag,
+                      {block->offset(), out.totals.n[0], out.totals.n[1], out.totals.n[2], out.totals.n[3], p.record0,
+                       p.trace0, p.value0, p.param0, p.message0, p.strings}});
+    };
+    for (;;) {
+      bool moved = false;
+      for (auto& p : parts) {
+        Message m;
+        while (p.worker->ctrl->up.pop(m)) {
+          if (m.tag != p.tag) continue;  // an answer to an abandoned request
+          moved = true;
+          if (m.op == Op::Counts && p.stage == Part::Running) {
+            map_names(*p.worker, m);
+            // A re-run after a crash that came out different (a simulator with its own
+            // randomness) moves everything after it: lay the batch out again.
+            constexpr size_t kLayoutBytes = sizeof(uint64_t) * (kCountMessageBytes + 1);
+            if (laid_out && std::memcmp(p.counts, m.a, kLayoutBytes) != 0) laid_out = false;
+            std::memcpy(p.counts, m.a, sizeof(p.counts));
+            p.stage = Part::Counted;
+          } else if (m.op == Op::Placed && p.stage == Part::Placing) {
+            p.stage = Part::Placed;
+          } else if (m.op == Op::Error) {
+            fail("simulator process " + std::to_string(p.worker->pid) + ": " +
+                 bounded(p.worker->ctrl->error, sizeof(p.worker->ctrl->error)));
+          }
+        }
+      }
+      auto any_in = [&](Part::Stage s) {
+        return std::any_of(parts.begin(), parts.end(), [s](const Part& p) { return p.stage == s; });
+      };
+      const bool running = any_in(Part::Running), placing = any_in(Part::Placing);
+      if (!running && !placing && !laid_out) {
+        // Phase 2: every slice's size is known; one block for the batch.
+        out.totals = Totals();
+        uint64_t messages = 0, message_bytes = 0;
+        for (auto& p : parts) {
+          p.record0 = out.totals.n[0];
+          p.trace0 = out.totals.n[1];
+          p.value0 = out.totals.n[2];
+          p.param0 = out.totals.n[3];
+          p.message0 = messages;
+          out.totals.n[0] += p.counts[kCountRecords];
+          out.totals.n[1] += p.counts[kCountTraces];
+          out.totals.n[2] += p.counts[kCountValues];
+          out.totals.n[3] += p.counts[kCountParams];
+          messages += p.counts[kCountMessages];
+          message_bytes += p.counts[kCountMessageBytes];
+        }
+        const uint64_t columns = column_layout(out.totals, out.offsets);
+        block.reset();  // a previous layout's block: nobody writes to it any more
+        block = arena_->allocate(columns + message_bytes);
+        uint64_t strings = block->offset() + columns;
+        for (auto& p : parts) {
+          p.strings = strings;
+          strings += p.counts[kCountMessageBytes];
+          send_place(p);
+        }
+        laid_out = true;
+        moved = true;
+      } else if (laid_out) {
+        for (auto& p : parts)
+          if (p.stage == Part::Counted) {  // re-run after a crash, same sizes: same place
+            send_place(p);
+            moved = true;
+          }
+      }
+      if (laid_out && std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Placed; }))
+        break;
+
+      if (now_ns() >= next_check) {
+        next_check = now_ns() + kTickNs;
+        for (auto& p : parts) {
+          // Crashes and hangs: the trace in flight is lost, the process restarted, and
+          // its slice run again (completed traces come out the same: trace i always
+          // uses RNG stream i), so the run goes on.
+          Worker& w = *p.worker;
+          const pid_t pid = w.pid;
+          std::string what = exit_status(w);
+          if (what.empty() && options_.timeout > 0 && (p.stage == Part::Running || p.stage == Part::Placing)) {
+            const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
+            if (beat != w.last_beat) {
+              w.last_beat = beat;
+              w.beat_time = now_ns();
+            } else if (now_ns() - w.beat_time > int64_t(options_.timeout * 1e9)) {
+              kill_worker(w);
+              what = "hung (no progress for " + seconds(options_.timeout) + ")";
+            }
+          }
+          if (what.empty()) continue;
+          std::string reason = "simulator process " + std::to_string(pid) + " " + what;
+          const uint64_t done = w.ctrl->completed.load(std::memory_order_acquire);
+          if (p.stage == Part::Running && done < p.count) {
+            const uint64_t trace = p.first + done;
+            reason += " during trace " + std::to_string(trace);
+            auto at = std::upper_bound(p.lost.begin(), p.lost.end(), trace,
+                                       [](uint64_t t, const auto& e) { return t < e.first; });
+            p.lost.insert(at, {trace, reason});
+          }
+          if (++restarts > options_.max_restarts)
+            fail("simulator processes failed more than " +
+                 std::to_string(options_.max_restarts) +
+                 " times in one run (max_restarts); the last: " + reason);
+          ++restarts_;
+          release(w);
+          spawn(w);
+          await_ready({&w}, interrupted);
+          dispatch(p, seed, required, obs.bytes());
+          moved = true;
+        }
+        if (interrupted && interrupted()) throw Interrupted();
+      }
+      if (!moved) {
+        wait_on(
+            arena_->header().doorbell,
+            [&] {
+              for (const auto& p : parts)
+                if (!p.worker->ctrl->up.empty()) return true;
+              return false;
+            },
+            kSpinNs, std::max<int64_t>(next_check - now_ns(), 0));
+      }
+    }
+  } catch (...) {
+    // Whatever was busy is stopped; the next run starts fresh processes.
+    for (auto& p : parts)
+      if (p.stage == Part::Running || p.stage == Part::Placing) kill_worker(*p.worker);
+    throw;
+  }
+
+  if (!block) block = arena_->allocate(0);  // an empty run: empty columns
+  out.block = block;
+  const uint8_t* base = arena_->base();
+  const uint64_t end = block->offset() + block->size();
+  for (const auto& p : parts) {
+    uint64_t s = p.strings;
+    for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
+      uint32_t len = 0;
+      if (s + 4 > end) fail("malformed messages from a simulator");
+      std::memcpy(&len, base + s, 4);
+      if (len > end - s - 4) fail("malformed messages from a simulator");
+      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
+      s += 4 + align_up(len, 4);
+    }
+    for (const auto& lost : p.lost) out.lost.push_back(lost.first - first);
+  }
+  return out;
+}
+
+void Host::close() {
+  if (getpid() != owner_) return;  // a forked child: the processes are its parent's
+  std::unique_lock<std::timed_mutex> lock(run_mutex_, std::defer_lock);
+  if (!lock.try_lock_for(std::chrono::seconds(2))) {
+    // A run still going on another thread at interpreter exit: stop the processes only.
+    for (auto& w : workers_)
+      if (w.pid > 0) killpg(w.pid, SIGKILL);
+    return;
+  }
+  if (closed_) return;
+  closed_ = true;
+  for (auto& w : workers_)
+    if (w.pid > 0 && w.ctrl && !w.ctrl->down.full()) send(w, Message{Op::Shutdown, 0, 0, {}});
+  const int64_t deadline = now_ns() + 1'000'000'000;
+  for (auto& w : workers_) {
+    while (w.pid > 0 && exit_status(w).empty() && now_ns() < deadline) usleep(1000);
+    release(w);
+  }
+}
+
+std::vector<int> Host::pids() const {
+  std::vector<int> out;
+  for (const auto& w : workers_) out.push_back(int(w.pid));
+  return out;
+}
+
+}  // namespace ppfast::shm

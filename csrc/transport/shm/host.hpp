@@ -1,0 +1,163 @@
+// The host side of the shared-memory transport: starts simulator processes, splits runs
+// among them, gathers their trace batches in one block of shared memory, and survives
+// processes that crash or hang.  No Python here; csrc/python/shm.cpp binds it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "transport/shm/protocol.hpp"
+
+namespace ppfast::shm {
+
+/// A failure of the transport (a simulator that cannot start, keeps crashing or breaks
+/// the protocol; shared memory exhausted).  Traces lost to one crash are not errors:
+/// they come back as failed traces of the batch.
+struct HostError : std::runtime_error {
+  enum Kind { Simulator, Memory, Closed } kind;
+  HostError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
+};
+
+/// Thrown when the interrupt callback reports a pending signal (Ctrl-C).
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
+struct HostOptions {
+  std::vector<std::string> argv;  // the simulator command; --ppfast-shm fd:3,4 is appended
+  std::vector<std::string> env;   // its whole environment, "NAME=value"
+  int workers = 1;
+  double timeout = 60;            // seconds without progress before a process counts as hung; <= 0: never
+  double startup_timeout = 30;    // seconds for a process to map its segments and report ready
+  int max_restarts = 100;         // process restarts allowed within one run
+};
+
+class Arena;
+
+/// A block of the data arena; goes back to the arena's free list with its last owner.
+class Block {
+ public:
+  Block(std::shared_ptr<Arena> arena, uint64_t offset, uint64_t size);
+  ~Block();
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+  uint8_t* data() const;
+  uint64_t offset() const { return offset_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  std::shared_ptr<Arena> arena_;
+  uint64_t offset_, size_;
+};
+
+/// The data arena: one shared-memory file per host, mapped by every simulator process.
+class Arena : public std::enable_shared_from_this<Arena> {
+ public:
+  Arena();
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  std::shared_ptr<Block> allocate(uint64_t bytes);
+  int fd() const { return fd_; }
+  uint8_t* base() const { return base_; }
+  uint64_t mapped() const { return mapped_; }
+  uint64_t file_size() const;
+  ArenaHeader& header() const { return *reinterpret_cast<ArenaHeader*>(base_); }
+
+ private:
+  friend class Block;
+  void release(uint64_t offset, uint64_t size);
+
+  int fd_ = -1;
+  uint8_t* base_ = nullptr;
+  uint64_t mapped_ = 0;
+  mutable std::mutex mutex_;
+  uint64_t end_ = 0;                  // file size: everything below is allocated in the file
+  std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
+  uint64_t recent_[16] = {};           // sizes of the last allocations: how much to keep
+  unsigned next_recent_ = 0;
+  void trim();
+};
+
+struct Observation {
+  std::string name;
+  std::vector<double> value;
+};
+
+/// A finished batch in shared memory: columns at `offsets` inside `block`.
+struct Batch {
+  std::shared_ptr<Block> block;
+  Totals totals;
+  uint64_t offsets[kNumColumns] = {};
+  std::vector<std::string> messages;
+  std::vector<uint64_t> lost;  // positions of traces lost to a crashed or hung process
+
+  const uint8_t* column(int c) const { return block->data() + offsets[c]; }
+};
+
+class Host {
+ public:
+  /// Starts the processes and waits until each reports ready.
+  explicit Host(HostOptions options, const std::function<bool()>& interrupted = nullptr);
+  ~Host();
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  /// Traces [first, first + count) with RNG streams of `seed`.  `interrupted` is polled
+  /// while waiting (Ctrl-C): when it returns true the run is abandoned and Interrupted
+  /// thrown.  One run at a time; a second caller waits.
+  Batch run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
+            bool required, const std::function<bool()>& interrupted);
+
+  /// Stops the processes (asks, then kills).  Batches already returned stay valid.
+  void close();
+
+  std::vector<int> pids() const;
+  const std::string& model_name() const { return model_name_; }
+  int workers() const { return int(workers_.size()); }
+  uint64_t restarts() const { return restarts_; }
+  const Arena& arena() const { return *arena_; }
+
+ private:
+  struct Worker {
+    pid_t pid = -1;
+    int control_fd = -1;
+    Control* ctrl = nullptr;
+    uint64_t mapped_ids = 1;  // simulator address ids with an entry in the map
+    uint64_t last_beat = 0;
+    int64_t beat_time = 0;
+    bool ready = false;
+  };
+  struct Part;
+
+  void spawn(Worker& w);
+  void await_ready(const std::vector<Worker*>& ws, const std::function<bool()>& interrupted);
+  std::string exit_status(Worker& w);  // "" while the process runs
+  void kill_worker(Worker& w);
+  void release(Worker& w);
+  void send(Worker& w, const Message& m);
+  void dispatch(Part& p, uint64_t seed, bool required, const std::vector<uint8_t>& observations);
+  void map_names(Worker& w, const Message& counts);
+
+  HostOptions options_;
+  std::shared_ptr<Arena> arena_;
+  std::vector<Worker> workers_;
+  std::string model_name_;
+  std::timed_mutex run_mutex_;
+  uint64_t tag_ = 0;
+  uint64_t restarts_ = 0;
+  bool closed_ = false;
+  pid_t owner_;  // a forked child inherits the object, not the processes
+};
+
+}  // namespace ppfast::shm

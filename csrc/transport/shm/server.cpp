@@ -1,0 +1,421 @@
+// The simulator process: serves run requests from a ppfast host over shared memory, or
+// runs standalone.  See protocol.hpp for the two phases of a run.
+#include "transport/shm/server.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/address_table.hpp"
+#include "core/recorder.hpp"
+#include "core/runner.hpp"
+#include "transport/shm/payload.hpp"
+#include "transport/shm/protocol.hpp"
+#include "transport/shm/sync.hpp"
+
+namespace ppfast::shm {
+namespace {
+
+constexpr int64_t kSpinNs = 50'000;          // after an answer the next request often follows at once
+constexpr int64_t kIdleCheckNs = 200'000'000;  // how often an idle process checks that its host lives
+
+/// Fault injection for tests of crash and hang handling: PPFAST_SHM_FAULT=KIND@TRACE
+/// makes the process fail when it starts trace TRACE; KIND is segv, kill, exit or hang.
+struct Fault {
+  enum Kind { None, Segv, Kill, Exit, Hang } kind = None;
+  uint64_t trace = 0;
+
+  static Fault from_env() {
+    Fault f;
+    const char* spec = std::getenv("PPFAST_SHM_FAULT");
+    if (!spec) return f;
+    const char* at = std::strchr(spec, '@');
+    if (!at) return f;
+    const std::string kind(spec, at);
+    f.trace = std::strtoull(at + 1, nullptr, 10);
+    if (kind == "segv") f.kind = Segv;
+    else if (kind == "kill") f.kind = Kill;
+    else if (kind == "exit") f.kind = Exit;
+    else if (kind == "hang") f.kind = Hang;
+    return f;
+  }
+  void trigger() const {
+    switch (kind) {
+      case Segv: raise(SIGSEGV); break;
+      case Kill: raise(SIGKILL); break;
+      case Exit: _exit(3);
+      case Hang:
+        for (;;) pause();
+      case None: break;
+    }
+  }
+};
+
+struct ProtocolFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <class T>
+void copy_column(uint8_t* dst, const std::vector<T>& src) {
+  if (!src.empty()) std::memcpy(dst, src.data(), src.size() * sizeof(T));
+}
+
+template <class T>
+void copy_shifted(uint8_t* dst, const std::vector<T>& src, T shift) {
+  T* out = reinterpret_cast<T*>(dst);
+  const T* in = src.data();
+  const size_t n = src.size();
+  for (size_t i = 0; i < n; ++i) out[i] = in[i] + shift;
+}
+
+class Server {
+ public:
+  Server(const ppfast_model_info* model, int control_fd, int arena_fd) : model_(model) {
+    struct stat st;
+    if (fstat(control_fd, &st) != 0 || uint64_t(st.st_size) < sizeof(Control))
+      throw ProtocolFailure("control segment (fd " + std::to_string(control_fd) + ") is missing or too small");
+    void* c = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, control_fd, 0);
+    if (c == MAP_FAILED) throw ProtocolFailure(std::string("cannot map the control segment: ") + strerror(errno));
+    ctrl_ = static_cast<Control*>(c);
+    if (ctrl_->magic != kControlMagic)
+      throw ProtocolFailure("fd " + std::to_string(control_fd) + " is not a ppfast control segment");
+    if (ctrl_->version != kProtocolVersion) {
+      fail_start("the host speaks shared-memory protocol " + std::to_string(ctrl_->version) +
+                        ", this simulator " + std::to_string(kProtocolVersion) + ": rebuild it against this ppfast");
+      return;
+    }
+    if (model_->abi_version != PPFAST_ABI_VERSION) {
+      fail_start("the model was built for ppfast ABI " + std::to_string(model_->abi_version) +
+                        ", its ppfast::main speaks " + std::to_string(PPFAST_ABI_VERSION));
+      return;
+    }
+    uint64_t head[3];  // ArenaHeader's magic, version + host pid, mapped size
+    if (pread(arena_fd, head, sizeof(head), 0) != ssize_t(sizeof(head)) || head[0] != kArenaMagic) {
+      fail_start("fd " + std::to_string(arena_fd) + " is not a ppfast data arena");
+      return;
+    }
+    void* a = mmap(nullptr, head[2], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, arena_fd, 0);
+    if (a == MAP_FAILED) {
+      fail_start(std::string("cannot map the data arena: ") + strerror(errno));
+      return;
+    }
+    arena_ = static_cast<uint8_t*>(a);
+    arena_size_ = head[2];
+    arena_head_ = reinterpret_cast<ArenaHeader*>(arena_);
+    names_ = reinterpret_cast<uint8_t*>(ctrl_) + ctrl_->names_offset;
+    map_ = reinterpret_cast<const uint32_t*>(reinterpret_cast<uint8_t*>(ctrl_) + ctrl_->map_offset);
+    close(control_fd);
+    close(arena_fd);
+    fault_ = Fault::from_env();
+    started_ = true;
+  }
+
+  int serve() {
+    if (!started_) return 2;
+    ctrl_->worker_pid = uint32_t(getpid());
+    ctrl_->abi_version = PPFAST_ABI_VERSION;
+    std::snprintf(ctrl_->model_name, sizeof(ctrl_->model_name), "%s", model_->name ? model_->name : "model");
+    send(Message{Op::Ready, 0, 0, {uint64_t(getpid())}});
+    for (;;) {
+      Message m = next();
+      try {
+        switch (m.op) {
+          case Op::Run: run(m); break;
+          case Op::Place: place(m); break;
+          case Op::Shutdown: return 0;
+          default: throw ProtocolFailure("unexpected message " + std::to_string(uint32_t(m.op)) + " from the host");
+        }
+      } catch (const std::exception& e) {
+        // Bad requests, or no memory for the batch: the host turns it into an error.
+        std::snprintf(ctrl_->error, sizeof(ctrl_->error), "%s", e.what());
+        send(Message{Op::Error, 0, m.tag, {}});
+      }
+    }
+  }
+
+ private:
+  void fail_start(const std::string& why) {
+    std::snprintf(ctrl_->error, sizeof(ctrl_->error), "%s", why.c_str());
+    std::fprintf(stderr, "ppfast simulator: %s\n", why.c_str());
+  }
+
+  bool host_alive() const { return !(kill(pid_t(ctrl_->host_pid), 0) != 0 && errno == ESRCH); }
+
+  Message next() {
+    Ring& down = ctrl_->down;
+    for (;;) {
+      if (wait_on(ctrl_->down_bell, [&] { return !down.empty(); }, kSpinNs, kIdleCheckNs)) {
+        Message m;
+        down.pop(m);
+        return m;
+      }
+      if (!host_alive()) _exit(0);  // nobody left to serve
+    }
+  }
+
+  void send(const Message& m) {
+    while (ctrl_->up.full()) {  // the host reads every message it waits for; this is a safeguard
+      if (!host_alive()) _exit(0);
+      usleep(1000);
+    }
+    ctrl_->up.push(m);
+    ring(arena_head_->doorbell);
+  }
+
+  void beat() { ctrl_->beat.store(ctrl_->beat.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+
+  void run(const Message& m) {
+    const uint64_t seed = m.a[0], first = m.a[1], count = m.a[2], off = m.a[3], bytes = m.a[4];
+    if (off > arena_size_ || bytes > arena_size_ - off) throw ProtocolFailure("run payload outside the data arena");
+    PayloadReader in(arena_ + off, bytes);
+    obs_ = Observations();
+    obs_.required = m.a[5] != 0;
+    auto& table = AddressTable::global();
+    for (uint64_t i = 0, n = in.u64(); in.ok() && i < n; ++i) {
+      std::string name = in.str();
+      std::vector<double> value = in.f64s();
+      if (in.ok()) obs_.set(table.intern(name), std::move(value));
+    }
+    std::vector<std::pair<uint64_t, std::string>> lost;  // ascending trace index
+    for (uint64_t i = 0, n = in.u64(); in.ok() && i < n; ++i) {
+      uint64_t trace = in.u64();
+      lost.emplace_back(trace, in.str());
+    }
+    if (!in.ok()) throw ProtocolFailure("malformed run payload");
+
+    batch_.clear();
+    Recorder r(batch_, &obs_, seed);
+    RecorderScope scope(&r);
+    ctrl_->completed.store(0, std::memory_order_relaxed);
+    size_t next_lost = 0;
+    const bool faulty = fault_.kind != Fault::None;
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t i = first + k;
+      r.begin_trace(i);
+      if (next_lost < lost.size() && lost[next_lost].first == i) {
+        r.fail(lost[next_lost++].second, ErrorCode::Simulator);
+        r.end_trace(std::nan(""));
+      } else {
+        if (faulty && fault_.trace == i) fault_.trigger();
+        const double result = execute(model_->run, r);
+        r.end_trace(result);
+      }
+      ctrl_->completed.store(k + 1, std::memory_order_release);
+      beat();
+    }
+
+    Message counts{Op::Counts, 0, m.tag, {}};
+    counts.a[kCountTraces] = batch_.num_traces();
+    counts.a[kCountRecords] = batch_.num_records();
+    counts.a[kCountValues] = batch_.value_arena.size();
+    counts.a[kCountParams] = batch_.param_arena.size();
+    counts.a[kCountMessages] = batch_.messages.size();
+    uint64_t message_bytes = 0;
+    for (const auto& s : batch_.messages) message_bytes += 4 + align_up(s.size(), 4);
+    counts.a[kCountMessageBytes] = message_bytes;
+    report_names(counts);
+    send(counts);
+  }
+
+  /// Writes the addresses interned since the last report into the names area.
+  void report_names(Message& counts) {
+    auto& table = AddressTable::global();
+    const auto names = table.names_from(shipped_);
+    if (shipped_ + names.size() > ctrl_->map_capacity)
+      throw ProtocolFailure("more than " + std::to_string(ctrl_->map_capacity) +
+                            " distinct addresses in one simulator process");
+    uint64_t at = 0;
+    for (size_t j = 0; j < names.size(); ++j) {
+      const std::string where = table.location(uint32_t(shipped_ + j));
+      const uint64_t need = sizeof(NameEntry) + align_up(names[j].size() + where.size(), 4);
+      if (at + need > ctrl_->names_capacity)
+        throw ProtocolFailure("more than " + std::to_string(ctrl_->names_capacity >> 20) +
+                              " MiB of new address names in one run (are addresses built from values?)");
+      NameEntry e{uint32_t(names[j].size()), uint32_t(where.size())};
+      std::memcpy(names_ + at, &e, sizeof(e));
+      std::memcpy(names_ + at + sizeof(e), names[j].data(), names[j].size());
+      std::memcpy(names_ + at + sizeof(e) + names[j].size(), where.data(), where.size());
+      at += need;
+    }
+    counts.a[kCountNamesFrom] = shipped_;
+    counts.a[kCountNames] = names.size();
+    shipped_ += names.size();
+  }
+
+  /// Phase 2: copies this process's traces into its slice of the batch block, with the
+  /// host's address ids, batch-wide record / trace / arena offsets and message ids.
+  void place(const Message& m) {
+    Totals totals;
+    totals.n[0] = m.a[kPlaceRecords];
+    totals.n[1] = m.a[kPlaceTraces];
+    totals.n[2] = m.a[kPlaceValues];
+    totals.n[3] = m.a[kPlaceParams];
+    uint64_t off[kNumColumns];
+    const uint64_t block = m.a[kPlaceBlock], bytes = column_layout(totals, off);
+    const uint64_t r0 = m.a[kPlaceRecord0], t0 = m.a[kPlaceTrace0], v0 = m.a[kPlaceValue0],
+                   p0 = m.a[kPlaceParam0], m0 = m.a[kPlaceMessage0], strings = m.a[kPlaceStrings];
+    const TraceBatch& b = batch_;
+    if (block > arena_size_ || bytes > arena_size_ - block || r0 + b.num_records() > totals.n[0] ||
+        t0 + b.num_traces() > totals.n[1] || v0 + b.value_arena.size() > totals.n[2] ||
+        p0 + b.param_arena.size() > totals.n[3] || strings > arena_size_)
+      throw ProtocolFailure("placement outside the batch block");
+    uint8_t* base = arena_ + block;
+    auto at = [&](int c, uint64_t first) { return base + off[c] + first * kColumns[c].size; };
+
+    copy_shifted(at(kRecTrace, r0), b.rec_trace, uint32_t(t0));
+    const size_t nrec = b.num_records();
+    {
+      // Simulator address ids -> host ids (map_ covers every id reported so far).
+      auto* address = reinterpret_cast<uint32_t*>(at(kRecAddress, r0));
+      auto* name = reinterpret_cast<uint32_t*>(at(kRecName, r0));
+      for (size_t i = 0; i < nrec; ++i) {
+        address[i] = map_[b.rec_address[i]];
+        name[i] = map_[b.rec_name[i]];
+      }
+    }
+    copy_column(at(kRecInstance, r0), b.rec_instance);
+    copy_column(at(kRecKind, r0), b.rec_kind);
+    copy_column(at(kRecFlags, r0), b.rec_flags);
+    copy_column(at(kRecDist, r0), b.rec_dist);
+    beat();
+    copy_column(at(kRecValue, r0), b.rec_value);
+    copy_column(at(kRecLogProb, r0), b.rec_log_prob);
+    copy_shifted(at(kRecValueOffset, r0), b.rec_value_offset, uint32_t(v0));
+    copy_column(at(kRecValueLen, r0), b.rec_value_len);
+    copy_shifted(at(kRecParamOffset, r0), b.rec_param_offset, uint32_t(p0));
+    copy_column(at(kRecParamLen, r0), b.rec_param_len);
+    beat();
+    copy_column(at(kTrIndex, t0), b.trace_index);
+    copy_shifted(at(kTrBegin, t0), b.trace_begin, r0);
+    copy_shifted(at(kTrEnd, t0), b.trace_end, r0);
+    copy_column(at(kTrLogPrior, t0), b.log_prior);
+    copy_column(at(kTrLogLikelihood, t0), b.log_likelihood);
+    copy_column(at(kTrLogWeight, t0), b.log_weight);
+    copy_column(at(kTrResult, t0), b.result);
+    copy_column(at(kTrStatus, t0), b.status);
+    copy_shifted(at(kTrMessage, t0), b.message, uint32_t(m0));
+    {
+      // Trace types hash address ids, so they are recomputed with the host's ids (the
+      // controlled draws that count, as Recorder::end_trace hashes them).
+      auto* type = reinterpret_cast<uint64_t*>(at(kTrType, t0));
+      const auto* address = reinterpret_cast<const uint32_t*>(at(kRecAddress, r0));
+      for (size_t t = 0; t < b.num_traces(); ++t) {
+        uint64_t h = kHashSeed;
+        for (uint64_t i = b.trace_begin[t]; i < b.trace_end[t]; ++i)
+          if (b.rec_kind[i] == uint8_t(RecordKind::Sample) && (b.rec_flags[i] & kControl) &&
+              !(b.rec_flags[i] & kDiscarded))
+            h = hash_step(h, address[i]);
+        type[t] = h;
+      }
+    }
+    copy_column(at(kArenaValues, v0), b.value_arena);
+    copy_column(at(kArenaParams, p0), b.param_arena);
+    beat();
+    uint64_t s = strings;
+    for (const auto& msg : b.messages) {
+      if (s + 4 + msg.size() > arena_size_) throw ProtocolFailure("strings outside the data arena");
+      const uint32_t len = uint32_t(msg.size());
+      std::memcpy(arena_ + s, &len, 4);
+      std::memcpy(arena_ + s + 4, msg.data(), msg.size());
+      s += 4 + align_up(msg.size(), 4);
+    }
+    send(Message{Op::Placed, 0, m.tag, {}});
+  }
+
+  const ppfast_model_info* model_;
+  Control* ctrl_ = nullptr;
+  uint8_t* arena_ = nullptr;
+  uint64_t arena_size_ = 0;
+  ArenaHeader* arena_head_ = nullptr;
+  uint8_t* names_ = nullptr;
+  const uint32_t* map_ = nullptr;
+  bool started_ = false;
+  Fault fault_;
+  uint64_t shipped_ = 1;  // id 0 ("no name") is the same on both sides
+  TraceBatch batch_;      // reused run after run: steady state allocates nothing
+  Observations obs_;
+};
+
+bool parse_fds(const char* spec, int& control, int& arena) {
+  return spec && std::sscanf(spec, "fd:%d,%d", &control, &arena) == 2 && control >= 0 && arena >= 0;
+}
+
+int usage(const char* argv0, const ppfast_model_info* model, FILE* out) {
+  std::fprintf(out,
+               "usage: %s [-n TRACES] [--seed SEED]\n"
+               "Runs the ppfast model '%s' from its prior and prints each trace's result.\n"
+               "Started by ppfast.ShmModel with --ppfast-shm, it serves runs over shared memory.\n",
+               argv0, model && model->name ? model->name : "?");
+  return out == stderr ? 2 : 0;
+}
+
+int standalone(const ppfast_model_info* model, uint64_t traces, uint64_t seed) {
+  TraceBatch batch;
+  Recorder r(batch, nullptr, seed);
+  RecorderScope scope(&r);
+  double sum = 0;
+  uint64_t ok = 0;
+  std::printf("# %s: %" PRIu64 " traces from the prior, seed %" PRIu64 "\n", model->name, traces, seed);
+  for (uint64_t i = 0; i < traces; ++i) {
+    r.begin_trace(i);
+    const double result = execute(model->run, r);
+    if (r.end_trace(result)) {
+      ++ok;
+      sum += result;
+      std::printf("trace %" PRIu64 ": result %.10g  log_prior %.6g  records %" PRIu64 "\n", i, result,
+                  batch.log_prior.back(), batch.trace_end.back() - batch.trace_begin.back());
+    } else {
+      std::printf("trace %" PRIu64 ": failed: %s\n", i, batch.messages.back().c_str());
+    }
+  }
+  if (ok) std::printf("# mean result %.10g over %" PRIu64 " traces\n", sum / double(ok), ok);
+  return 0;
+}
+
+}  // namespace
+
+int simulator_main(int argc, char** argv, const ppfast_model_info* model) {
+  if (!model || !model->run) {
+    std::fprintf(stderr, "%s: no ppfast model (define one with PPFAST_MODEL(name, fn))\n", argv[0]);
+    return 2;
+  }
+  const char* shm = nullptr;
+  uint64_t traces = 10;
+  uint64_t seed = std::random_device()();
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--ppfast-shm" && has_value) shm = argv[++i];
+    else if ((arg == "-n" || arg == "--traces") && has_value) traces = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--seed" && has_value) seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "-h" || arg == "--help") return usage(argv[0], model, stdout);
+    else return usage(argv[0], model, stderr);
+  }
+  if (!shm) return standalone(model, traces, seed);
+  int control_fd, arena_fd;
+  if (!parse_fds(shm, control_fd, arena_fd)) {
+    std::fprintf(stderr, "%s: --ppfast-shm expects fd:CONTROL,ARENA, got '%s'\n", argv[0], shm);
+    return 2;
+  }
+  try {
+    Server server(model, control_fd, arena_fd);
+    return server.serve();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 2;
+  }
+}
+
+}  // namespace ppfast::shm

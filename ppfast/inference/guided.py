@@ -1,0 +1,166 @@
+"""Importance sampling with proposals from the inference network, in batches.
+
+K executions run at once.  Each stops at its controlled sample sites with a pending
+request (address, instance, prior parameters, previous value); the proposal server
+gathers every pending request, runs one network step for all of them (one LSTM step
+over a [K, input] batch, one batched head product) and answers with proposal
+parameters in the core's distribution layout.  The executions draw from the proposals
+in C++ and the recorder weighs each trace by log p - log q.
+
+- Embedded C++ simulators: the K executions are fibers on the model's worker threads
+  (``_core.GuidedNative``): a stop is a context switch, the GIL is released while they run.
+- Python models: K host threads, one per execution (``_core.GuidedThreads``), each
+  running ``forward()`` over its share of the traces; a stop blocks the thread with the
+  GIL released, so every network step still serves every waiting execution
+  ("sequentially batched": the Python code itself runs one thread at a time).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .. import _core
+from ..errors import MissingObservationError, PpfastError
+from ..trace import TraceBatch
+
+__all__ = ["run", "ProposalServer"]
+
+
+class ProposalServer:
+    """The network's side of a guided run: per-slot LSTM states and the observation
+    embedding of the run's ``observe`` values."""
+
+    def __init__(self, net: Any, slots: int, observe: Dict[str, Any]):
+        values = []
+        for name, size in zip(net.observe_names, net.observe_sizes):
+            if name not in observe:
+                raise MissingObservationError(
+                    f"the inference network embeds observation {name!r}; pass observe={{{name!r}: ...}} "
+                    f"(given: {sorted(observe)})")
+            v = observe[name]
+            if hasattr(v, "detach"):
+                v = v.detach().cpu().numpy()
+            v = np.asarray(v, dtype=np.float64).reshape(-1)
+            if v.size != size:
+                raise ValueError(f"observe[{name!r}] has {v.size} elements, the inference network was trained on {size}")
+            values.append(v)
+        self.stepper = net.stepper(values, slots, autocast=net.device.type == "cuda")
+
+    def answer(self, req: Dict[str, np.ndarray]):
+        return self.stepper(req)
+
+
+def _serve(driver: Any, server: ProposalServer) -> None:
+    while driver.advance():
+        driver.answer(*server.answer(driver.requests()))
+
+
+def _run_native(model: Any, server: ProposalServer, seed: int, first: int, count: int,
+                obs: "_core.Observations", slots: int, threads: int, stack_bytes: int) -> TraceBatch:
+    driver = _core.GuidedNative(model._native.entry, seed, first, count, obs, slots, threads, stack_bytes)
+    _serve(driver, server)
+    return TraceBatch(driver.take())
+
+
+def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count: int,
+                observations: Dict[int, np.ndarray], slots: int, skip_errors: bool) -> TraceBatch:
+    from ..model import _Record, run_python
+
+    if count == 0:
+        return TraceBatch(_core.TraceBatch())
+    per = max(1, math.ceil(count / slots))
+    ranges = [(first + s, min(per, count - s)) for s in range(0, count, per)]
+    driver = _core.GuidedThreads(len(ranges))
+    results: List[Optional[TraceBatch]] = [None] * len(ranges)
+    errors: List[Optional[BaseException]] = [None] * len(ranges)
+
+    def work(slot: int) -> None:
+        try:
+            rec = _core.Recorder(seed, _core.Observations(observations, True))
+            rec.set_policy(driver.policy(slot))
+            start, n = ranges[slot]
+            results[slot] = run_python(model.forward, rec, _Record(rec, rec.fast()), start, n, skip_errors)
+        except BaseException as e:  # noqa: BLE001 -- re-raised by the server thread
+            errors[slot] = e
+            driver.abort()  # the others finish on the prior; the run raises below
+        finally:
+            driver.finish(slot)
+
+    workers = [threading.Thread(target=work, args=(s,), name=f"ppfast-guided-{s}", daemon=True)
+               for s in range(len(ranges))]
+    for w in workers:
+        w.start()
+    try:
+        _serve(driver, server)
+    except BaseException:
+        driver.abort()
+        raise
+    finally:
+        for w in workers:
+            w.join()
+    for e in errors:
+        if e is not None:
+            raise e
+    return TraceBatch.concat([r for r in results if r is not None])
+
+
+def run(model: Any, num_traces: int, observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
+        progress: Optional[bool] = None, on_error: str = "raise", network: Any = None, slots: Optional[int] = None,
+        threads: Optional[int] = None, stack_bytes: int = 1 << 20, **kwargs: Any) -> TraceBatch:
+    """Guided importance sampling: ``num_traces`` traces with log-weights log p - log q.
+
+    ``slots``: executions in flight (the batch of one network step; default 256 for
+    embedded simulators, 64 for Python models); ``threads``: worker threads for embedded
+    simulators (default: the model's); ``stack_bytes``: stack reserved per embedded
+    execution; ``network``: an InferenceNetwork (default: the model's)."""
+    from ..model import BaseModel, Model, _Progress, next_seed, observation_map
+    from ..models.native import NativeModel
+
+    if kwargs:
+        raise TypeError(f"importance sampling with an inference network: unknown arguments {sorted(kwargs)}")
+    net = network if network is not None else getattr(model, "inference_network", None)
+    if net is None:
+        raise PpfastError("no inference network: call model.learn_inference_network(...) or "
+                          "model.load_inference_network(path) first")
+    num_traces = int(num_traces)
+    if num_traces < 0:
+        raise ValueError(f"num_traces must be >= 0, got {num_traces}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    observe = dict(observe or {})
+    seed = next_seed(seed)
+    obs_map = observation_map(observe)
+    native = isinstance(model, NativeModel)
+    if not native and not isinstance(model, Model):
+        raise PpfastError(f"guided inference runs embedded and Python models; {type(model).__name__} is not supported")
+    k = int(slots or (256 if native else 64))
+    if k < 1:
+        raise ValueError(f"slots must be >= 1, got {k}")
+    server = ProposalServer(net, k, observe)
+    chunk = max(16 * k, 4096)
+    bar = _Progress(num_traces, "Guided importance sampling", progress)
+    parts: List[TraceBatch] = []
+    net.eval()
+    try:
+        done = 0
+        while done < num_traces or not parts:
+            n = min(chunk, num_traces - done)
+            if native:
+                obs = _core.Observations(obs_map, True)
+                part = _run_native(model, server, seed, done, n, obs, k, int(threads or model.threads), stack_bytes)
+            else:
+                part = _run_python(model, server, seed, done, n, obs_map, k, on_error == "skip")
+            parts.append(part)
+            done += n
+            bar.update(n)
+            if on_error == "raise" and len(part.failed):
+                BaseModel._raise_failed(part, parts)
+            if n == 0:
+                break
+    finally:
+        bar.close()
+    return TraceBatch.concat(parts)

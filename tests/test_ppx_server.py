@@ -54,7 +54,9 @@ class Server:
             if not line.startswith("ready "):
                 self.stop()
                 raise RuntimeError(f"{exe.name} did not start: {line!r} {self.stderr()}")
-            assert line.split()[1] == self.address
+            endpoint = line.split()[1]
+            assert endpoint == self.address or "*" in self.address  # tcp://host:* gets its port
+            self.address = endpoint
 
     def stderr(self) -> str:
         self.log.flush()
@@ -112,6 +114,8 @@ def same_batches(a, b) -> List[str]:
 # --------------------------------------------------------------------------- PyProb drives ppfast
 
 
+@pytest.mark.slow  # PyProb needs ~15k traces (ESS > 100) at a few hundred traces/s
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
 def test_pyprob_remote_model_reproduces_the_gum_posterior(serve):
     try:
         import pyprob
@@ -154,11 +158,18 @@ def test_remote_posterior_and_parallel_connections(serve):
     servers = [serve("gum"), serve("gum")]
     remote = ppfast.RemoteModel([s.address for s in servers], timeout=20)
     embedded = ppfast.examples.load("gum", threads=2)
-    a = remote.posterior_batch(20000, observe=GUM_OBS, seed=4)
-    b = embedded.posterior_batch(20000, observe=GUM_OBS, seed=4)
+    a = remote.posterior_batch(16000, observe=GUM_OBS, seed=4)
+    b = embedded.posterior_batch(16000, observe=GUM_OBS, seed=4)
     assert same_batches(a, b) == []
     assert all(p["traces"] > 0 for p in remote.peers)
-    assert_gum_posterior(remote.posterior_results(20000, observe=GUM_OBS, seed=4), "ppfast over ppfast PPX")
+    assert_gum_posterior(ppfast.Empirical(a.results, log_weights=a.log_weights), "ppfast over ppfast PPX")
+
+
+def test_over_tcp(serve):
+    server = serve("gum", address="tcp://127.0.0.1:*")
+    assert server.address.startswith("tcp://127.0.0.1:") and not server.address.endswith("*")
+    a = ppfast.RemoteModel(server.address, timeout=10).prior_batch(500, seed=1)
+    assert same_batches(a, ppfast.examples.load("gum").prior_batch(500, seed=1)) == []
 
 
 def test_branching_posterior_matches_embedded(serve):

@@ -6,7 +6,7 @@
 (default), 'cnn2d', 'cnn3d', or a ``torch.nn.Module`` mapping [batch, *reshape] to
 [batch, dim]), ``dim`` (output width), ``depth`` (feed-forward layers), ``reshape`` (the
 value's shape for the CNNs, channels first or without channels), ``channels`` (CNN
-channels per block).  PyProb's names (``ObserveEmbedding.FEEDFORWARD``, ``CNN2D5C``,
+channels per block), ``downsample`` (average-pool factor applied before the CNN).  PyProb's names (``ObserveEmbedding.FEEDFORWARD``, ``CNN2D5C``,
 ``CNN3D4C``) are accepted as strings too.
 """
 
@@ -105,7 +105,8 @@ def _feedforward(inp: int, dim: int, depth: int) -> nn.Sequential:
 class _CNN(nn.Module):
     """Conv blocks (conv, ReLU, conv, ReLU, max-pool) then a feed-forward to ``dim``."""
 
-    def __init__(self, shape: Sequence[int], dims: int, channels: Sequence[int], dim: int, depth: int):
+    def __init__(self, shape: Sequence[int], dims: int, channels: Sequence[int], dim: int, depth: int,
+                 downsample: int = 1):
         super().__init__()
         shape = list(shape)
         if len(shape) == dims:
@@ -116,6 +117,9 @@ class _CNN(nn.Module):
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         pool = nn.MaxPool2d if dims == 2 else nn.MaxPool3d
         layers: List[nn.Module] = []
+        if downsample > 1:  # average-pool large grids first (cheap, keeps deposited energy)
+            layers.append((nn.AvgPool2d if dims == 2 else nn.AvgPool3d)(downsample, ceil_mode=True))
+            shape = [shape[0]] + [-(-s // downsample) for s in shape[1:]]
         c_in = shape[0]
         for c in channels:
             layers += [conv(c_in, c, 3, padding=1), nn.ReLU(), conv(c, c, 3, padding=1), nn.ReLU()]
@@ -157,7 +161,8 @@ class ObservationEmbedding(nn.Module):
                     raise SpecError(f"observe_embeddings[{name!r}]: reshape {shape} has {_prod(shape)} elements, "
                                     f"the observed value has {size}")
                 channels = spec.get("channels", [16, 32] if kind == "cnn3d" else [32, 64])
-                emb = _CNN(shape, 2 if kind == "cnn2d" else 3, channels, spec["dim"], spec["depth"])
+                emb = _CNN(shape, 2 if kind == "cnn2d" else 3, channels, spec["dim"], spec["depth"],
+                           int(spec.get("downsample", 1)))
                 self.norms.append(_Normalize(size, per_element=False))
             else:
                 emb = spec["module"]

@@ -133,8 +133,10 @@ inline double sample(const Distribution& d, const char* address, const char* nam
   std::vector<double> big;
   double* out = v.size == 1 ? small : (big.resize(v.size), big.data());
   uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
-  double x = ppfast_sample(&v, detail::intern_cached(address, file, line),
-                           name ? detail::intern_cached(name, nullptr, 0) : 0u, flags, out);
+  // Address first: it records the source location when first seen.
+  const uint32_t a = detail::intern_cached(address, file, line);
+  const uint32_t n = name ? detail::intern_cached(name, nullptr, 0) : 0u;
+  double x = ppfast_sample(&v, a, n, flags, out);
   detail::check();
   return x;
 }
@@ -146,8 +148,9 @@ inline std::vector<double> sample_tensor(const Distribution& d, const char* addr
   ppfast_dist v = d.view();
   std::vector<double> out(v.size);
   uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
-  ppfast_sample(&v, detail::intern_cached(address, file, line), name ? detail::intern_cached(name, nullptr, 0) : 0u,
-                flags, out.data());
+  const uint32_t a = detail::intern_cached(address, file, line);
+  const uint32_t n = name ? detail::intern_cached(name, nullptr, 0) : 0u;
+  ppfast_sample(&v, a, n, flags, out.data());
   detail::check();
   return out;
 }

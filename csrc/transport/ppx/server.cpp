@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <string>
 #include <vector>
@@ -258,7 +259,7 @@ class Session {
   px::Decoder decoder_;
   px::DecodeResult decoded_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
-  std::vector<std::string> names_;
+  std::deque<std::string> names_;  // a deque: growing it keeps references from name_of() valid
   std::vector<uint8_t> known_;
   int32_t shapes_[px::kMaxDistParams] = {0, 0};
   uint32_t factor_id_ = 0;

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cmath>
 #include <random>
-#include <unordered_map>
 
 #include "core/address_table.hpp"
 #include "core/recorder.hpp"
@@ -73,22 +72,43 @@ std::atomic<uint64_t> g_generation{1};
 const ppfast_api* local_api() { return &kLocalApi; }
 
 namespace detail {
+namespace {
+// Process-wide cache of string pointer -> id for call sites that pass string literals:
+// lock-free open addressing, no thread-local storage (which costs a __tls_get_addr call
+// per draw inside a dlopen'ed simulator).  An entry is valid for one bind generation.
+struct CacheSlot {
+  std::atomic<const char*> key{nullptr};
+  std::atomic<uint64_t> value{0};  // generation << 32 | id
+};
+constexpr size_t kCacheSlots = 4096, kProbes = 8;
+CacheSlot g_cache[kCacheSlots];
+}  // namespace
+
 uint32_t intern_cached(const char* s, const char* file, int line) {
-  struct Cache {
-    uint64_t generation = 0;
-    std::unordered_map<const char*, uint32_t> ids;
-  };
-  thread_local Cache cache;
-  const uint64_t gen = g_generation.load(std::memory_order_relaxed);
-  if (cache.generation != gen) {
-    cache.ids.clear();
-    cache.generation = gen;
+  const uint64_t gen = g_generation.load(std::memory_order_relaxed) & 0xffffffffu;
+  size_t h = (reinterpret_cast<uintptr_t>(s) >> 3) * 0x9E3779B97F4A7C15ull >> 52;  // 12 bits
+  CacheSlot* free_slot = nullptr;
+  for (size_t p = 0; p < kProbes; ++p) {
+    CacheSlot& slot = g_cache[(h + p) & (kCacheSlots - 1)];
+    const char* k = slot.key.load(std::memory_order_acquire);
+    if (k == s) {
+      uint64_t v = slot.value.load(std::memory_order_acquire);
+      if ((v >> 32) == gen) return static_cast<uint32_t>(v);
+      free_slot = &slot;  // same key, stale generation: refresh it
+      break;
+    }
+    if (k == nullptr) {
+      const char* expected = nullptr;
+      if (slot.key.compare_exchange_strong(expected, s, std::memory_order_acq_rel) || expected == s) {
+        free_slot = &slot;
+        break;
+      }
+    }
   }
-  auto it = cache.ids.find(s);
-  if (it != cache.ids.end()) return it->second;
   uint32_t id = ppfast_intern(s);
   if (file) ppfast_locate(id, (std::string(file) + ":" + std::to_string(line)).c_str());
-  cache.ids.emplace(s, id);
+  // Full table around this hash: ids still come from the interning table, just slower.
+  if (free_slot) free_slot->value.store(gen << 32 | id, std::memory_order_release);
   return id;
 }
 }  // namespace detail

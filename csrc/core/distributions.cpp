@@ -834,6 +834,8 @@ std::string validate(const Dist& d) {
   return validate_impl(d, nullptr, 0);
 }
 
+bool is_valid(const Dist& d) { return quick_valid(d) || validate_impl(d, nullptr, 0).empty(); }
+
 // ---------------------------------------------------------------------------------------
 // Sampling
 

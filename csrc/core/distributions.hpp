@@ -77,6 +77,8 @@ bool dist_is_discrete(const Dist& d);
 /// >= 0 summing to 1 within 1e-6 * k; total_count a non-negative integer (<= 2^53);
 /// size >= 1 and nparams consistent with kind and size; Mixture layout well-formed.
 std::string validate(const Dist& d);
+/// validate(d).empty() without building strings on the common path (once per draw).
+bool is_valid(const Dist& d);
 
 /// Writes d.size draws to out. Assumes validate(d) returned "".
 void sample(const Dist& d, Rng& rng, double* out);

@@ -1,5 +1,6 @@
 #include "core/recorder.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -116,6 +117,9 @@ uint32_t Recorder::next_instance(uint32_t address, bool replace, uint64_t record
 
 void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance,
                       uint32_t name, const double* value, uint32_t n, double log_prob) {
+  // Grow every record column at once, so the push_backs below never reallocate.
+  const size_t size = out_.rec_trace.size();
+  if (size == out_.rec_trace.capacity()) out_.reserve(out_.num_traces(), std::max<size_t>(4096, 2 * size));
   out_.rec_trace.push_back(trace_);
   out_.rec_address.push_back(address);
   out_.rec_instance.push_back(instance);
@@ -149,9 +153,8 @@ void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t ad
 
 double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
   if (failed_) return out[0] = std::nan("");
-  std::string invalid = validate(d);
-  if (!invalid.empty()) {
-    fail("invalid distribution at sample " + site(address, name) + ": " + invalid, ErrorCode::InvalidDistribution);
+  if (!is_valid(d)) {
+    fail("invalid distribution at sample " + site(address, name) + ": " + validate(d), ErrorCode::InvalidDistribution);
     for (uint32_t i = 0; i < d.size; ++i) out[i] = std::nan("");
     return out[0];
   }
@@ -182,9 +185,8 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
 
 double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
   if (failed_) return 0;
-  std::string invalid = validate(d);
-  if (!invalid.empty()) {
-    fail("invalid distribution at observe " + site(address, name) + ": " + invalid,
+  if (!is_valid(d)) {
+    fail("invalid distribution at observe " + site(address, name) + ": " + validate(d),
          ErrorCode::InvalidDistribution);
     return 0;
   }

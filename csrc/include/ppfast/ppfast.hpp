@@ -126,6 +126,9 @@ inline void check() {
 }  // namespace detail
 
 /// Draws a scalar value at `address` (the first element for tensor distributions).
+/// `address` and `name` must be string literals or strings that live as long as the
+/// process (their pointer keys a cache); build addresses at run time as std::string and
+/// use the std::string overloads below.
 inline double sample(const Distribution& d, const char* address, const char* name = nullptr, bool control = true,
                      bool replace = false, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
@@ -153,6 +156,19 @@ inline std::vector<double> sample_tensor(const Distribution& d, const char* addr
   ppfast_sample(&v, a, n, flags, out.data());
   detail::check();
   return out;
+}
+
+/// Addresses built at run time: interned by content on every call (slower, always safe).
+inline double sample(const Distribution& d, const std::string& address, const std::string& name = std::string(),
+                     bool control = true, bool replace = false) {
+  ppfast_dist v = d.view();
+  std::vector<double> out(v.size);
+  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
+  const uint32_t a = ppfast_intern(address.c_str());
+  const uint32_t n = name.empty() ? 0u : ppfast_intern(name.c_str());
+  double x = ppfast_sample(&v, a, n, flags, out.data());
+  detail::check();
+  return x;
 }
 
 /// Conditions on the value the run supplies under `name` (observe={name: value}).

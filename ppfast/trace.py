@@ -54,7 +54,9 @@ class TraceBatch:
         objects = None
         if any(b.objects is not None for b in batches):
             objects = [o for b in batches for o in (b.objects if b.objects is not None else b.traces["result"].tolist())]
-        return cls(_core.TraceBatch.concat([b._native for b in batches]), objects)
+        # Batches living elsewhere (e.g. shared memory) are copied into one native batch.
+        natives = [b._native if isinstance(b._native, _core.TraceBatch) else b._native.to_batch() for b in batches]
+        return cls(_core.TraceBatch.concat(natives), objects)
 
     def __len__(self) -> int:
         return self._native.num_traces

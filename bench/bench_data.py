@@ -150,6 +150,17 @@ def _pyprob_dataset(directory: Path) -> None:
     _quiet(GUM().save_dataset, str(directory), READ_TRACES, READ_PER_FILE)
 
 
+def _close_pyprob_shelves() -> None:
+    """Closes the SQLite shelves PyProb's OfflineDataset caches: left to the garbage
+    collector at interpreter exit they deadlock (sqlitedict commits from __del__)."""
+    dataset = sys.modules.get("pyprob.nn.dataset")
+    cache = getattr(getattr(dataset, "OfflineDatasetFile", None), "cache", None)
+    while cache:
+        _, shelf = cache.popitem(last=False)
+        with contextlib.suppress(Exception):
+            shelf.close()
+
+
 def _touch_batch(batch: Any) -> float:
     """Reads every column of a minibatch (the pages really come in)."""
     total = 0.0
@@ -166,6 +177,7 @@ def dataset_read() -> Case:
     PyProb: ``OfflineDataset`` (hashes precomputed at setup) and ``dataset[i]``."""
     tmp = Path(tempfile.mkdtemp(prefix="ppfast-bench-read-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    atexit.register(_close_pyprob_shelves)  # runs before the rmtree (atexit is last in, first out)
 
     def ppfast() -> Runner:
         from bench.ppfast_models import GUM
@@ -207,6 +219,7 @@ def dataset_read() -> Case:
         start = time.perf_counter()
         count = sum(len(t.variables) for t in ds)
         views = len(ds) / (time.perf_counter() - start)
+        _close_pyprob_shelves()
         return {"traces": READ_TRACES, "batch": READ_BATCH, "trace_views_per_s": round(views), "vars": count}
 
     return Case(ppfast=ppfast, baseline=baseline, n_ppfast=READ_TRACES, n_baseline=READ_TRACES, extra=extra)

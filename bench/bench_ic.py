@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable
 
 from bench.harness import Case, Runner, Unavailable, benchmark
 
@@ -75,7 +75,7 @@ def _ppfast_train(model: Any, name: str, n: int, **kw: Any) -> Any:
 # --------------------------------------------------------------------------- the bare-LSTM floor
 
 
-def lstm_floor(lengths: List[List[int]], device: str = "cpu", dtype: Any = None) -> Runner:
+def lstm_floor(lengths: list[list[int]], device: str = "cpu", dtype: Any = None) -> Runner:
     """run(n): n traces through bare LSTM steps (forward + backward + Adam) of batch len(lengths[i])
     with the given trace lengths, packed; input 404, hidden 512."""
     import torch
@@ -107,7 +107,7 @@ def lstm_floor(lengths: List[List[int]], device: str = "cpu", dtype: Any = None)
     return run
 
 
-def trace_lengths(model: Any, batches: int = 16, batch: int = BATCH) -> List[List[int]]:
+def trace_lengths(model: Any, batches: int = 16, batch: int = BATCH) -> list[list[int]]:
     """Steps per trace (controlled scalar draws) of the model's prior traces, in minibatches."""
     from ppfast.nn.data import StepData
 
@@ -120,7 +120,7 @@ def trace_lengths(model: Any, batches: int = 16, batch: int = BATCH) -> List[Lis
 
 
 def _train_case(name: str, embedded: bool, against: str) -> Case:
-    last: Dict[str, Any] = {}
+    last: dict[str, Any] = {}
 
     def ppfast() -> Runner:
         m = _ppfast_model(name, embedded)
@@ -164,7 +164,7 @@ for _name, _embedded in (("gum", False), ("gum", True), ("branching", False), ("
 def ic_train_tau_decay() -> Case:
     """The realistic workload: embedded tau-decay simulator, 3-D CNN over the 20x35x35
     calorimeter (training is bound by the CNN here; the LSTM floor is shown for scale)."""
-    last: Dict[str, Any] = {}
+    last: dict[str, Any] = {}
 
     def ppfast() -> Runner:
         m = _ppfast_model("tau_decay", True)
@@ -183,7 +183,7 @@ def ic_train_tau_decay() -> Case:
 
 
 def _guided_case(name: str, embedded: bool) -> Case:
-    last: Dict[str, Any] = {}
+    last: dict[str, Any] = {}
     observe = OBSERVE[name]
 
     def ppfast() -> Runner:
@@ -236,9 +236,9 @@ def ic_guided_tau_decay() -> Case:
     prior importance sampling of the same simulator (for scale; not a speed target)."""
     import numpy as np
 
-    state: Dict[str, Any] = {}
+    state: dict[str, Any] = {}
 
-    def observation() -> Dict[str, Any]:
+    def observation() -> dict[str, Any]:
         m = _ppfast_model("tau_decay", True)
         b = m.prior_batch(1, seed=11, progress=False)
         rec = b.records
@@ -284,8 +284,8 @@ def _address_step(addresses: int, dense: bool) -> Callable[[], float]:
     data = StepData(m.prior_batch(BATCH, seed=4, progress=False),
                     [(m_id(o), s) for o, s in zip(net.observe_names, net.observe_sizes)])
     ids = np.arange(BATCH)
-    dense_opt: Optional[torch.optim.Optimizer] = None
-    full: Dict[str, torch.nn.Parameter] = {}
+    dense_opt: torch.optim.Optimizer | None = None
+    full: dict[str, torch.nn.Parameter] = {}
     if dense:
         full = {k: torch.nn.Parameter(v) for k, v in net.tables.data.items()}
         dense_opt = torch.optim.Adam(list(net.parameters()) + list(full.values()), lr=1e-4)
@@ -324,7 +324,7 @@ def ic_step_addresses() -> Case:
     ms per step at 10, 100, 1,000 and 10,000 known addresses, for both."""
     import statistics
 
-    table: Dict[str, Any] = {}
+    table: dict[str, Any] = {}
 
     def side(dense: bool) -> Callable[[], Runner]:
         def setup() -> Runner:
@@ -334,7 +334,7 @@ def ic_step_addresses() -> Case:
 
         return setup
 
-    def extra() -> Dict[str, Any]:
+    def extra() -> dict[str, Any]:
         for a in (10, 100, 1_000, 10_000):
             for dense in (False, True):
                 step = _address_step(a, dense)

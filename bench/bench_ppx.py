@@ -8,9 +8,12 @@ same C++ code:
   model (102 PPX round trips per trace: Run, 100 Samples, 1 Observe) against a bare
   ZeroMQ REQ/REP ping (C++ both ends, no PPX) on the same transport.  Target: within 1.5x,
   i.e. ratio >= 0.67.
-- ``ppx_gum`` / ``ppx_hundred``: traces/s of ``ppfast.RemoteModel`` against PyProb's
-  ``RemoteModel`` (importance sampling of GUM; prior of the 100-draw model).  The extra
-  column gives ppfast with two simulator processes (two connections, in parallel).
+- ``ppx_gum`` / ``ppx_hundred``: traces/s of ``ppfast.RemoteModel`` (defaults: one
+  connection, no spinning) against PyProb's ``RemoteModel`` (importance sampling of GUM;
+  prior of the 100-draw model).  Extra columns: ppfast with two simulator processes (two
+  connections in parallel) and, for GUM, with ``spin_us=50`` (polls before sleeping), and
+  ``zmq_floor_1conn``: the bare ping rate / 4, the most any one-connection PPX engine can
+  reach on GUM (4 round trips per trace).
 - ``ppx_gum_vs_shm`` / ``ppx_gum_vs_embedded``: what switching transport buys (information).
 """
 
@@ -23,6 +26,7 @@ from bench.harness import Case, Runner, Unavailable, benchmark
 
 GUM_OBSERVE = {"obs0": 8, "obs1": 9}
 HUNDRED_ROUND_TRIPS = 102  # Run, 100 SampleResults, 1 ObserveResult
+GUM_ROUND_TRIPS = 4  # Run, 1 SampleResult, 2 ObserveResults
 
 _servers: List[Any] = []
 
@@ -48,10 +52,10 @@ def _server(name: str, echo: bool = False) -> Any:
     return server
 
 
-def _remote(name: str, servers: int = 1) -> Any:
+def _remote(name: str, servers: int = 1, spin_us: int = 0) -> Any:
     import ppfast
 
-    return ppfast.RemoteModel([_server(name).address for _ in range(servers)], timeout=60)
+    return ppfast.RemoteModel([_server(name).address for _ in range(servers)], timeout=60, spin_us=spin_us)
 
 
 def _pyprob_remote(name: str) -> Any:
@@ -61,9 +65,17 @@ def _pyprob_remote(name: str) -> Any:
     return pyprob.RemoteModel(server_address=_server(name).address)
 
 
-def _gum_ppfast(servers: int = 1) -> Runner:
-    model = _remote("gum", servers)
+def _gum_ppfast(servers: int = 1, spin_us: int = 0) -> Runner:
+    model = _remote("gum", servers, spin_us)
     return lambda n: model.posterior_results(num_traces=n, observe=GUM_OBSERVE, progress=False)
+
+
+def _ping() -> Runner:
+    """n bare ZeroMQ REQ/REP round trips (C++ both ends, 80 bytes: about a SampleResult)."""
+    from ppfast import _core
+
+    address = _server("gum", echo=True).address
+    return lambda n: _core.ppx_ping(address, n, 80)
 
 
 def _rate(setup: Callable[[], Runner], n: int, repeats: int = 3) -> float:
@@ -91,17 +103,11 @@ def ppx_round_trip() -> Case:
 
         return run
 
-    def baseline() -> Runner:
-        from ppfast import _core
+    def extra() -> Dict[str, Any]:
+        return {"transport": "ipc", "model": "hundred_ppx", "round_trips/trace": HUNDRED_ROUND_TRIPS}
 
-        address = _server("gum", echo=True).address
-        # 80 bytes: about a SampleResult; the ping is C++ (cppzmq) on both ends, like ppfast.
-        return lambda n: _core.ppx_ping(address, n, 80)
-
-    extra: Callable[[], Dict[str, Any]] = lambda: {"transport": "ipc", "model": "hundred_ppx",
-                                                   "round_trips/trace": HUNDRED_ROUND_TRIPS}
-    return Case(ppfast=ppfast, baseline=baseline, n_ppfast=HUNDRED_ROUND_TRIPS, n_baseline=HUNDRED_ROUND_TRIPS,
-                extra=extra)
+    return Case(ppfast=ppfast, baseline=_ping, n_ppfast=HUNDRED_ROUND_TRIPS,
+                n_baseline=HUNDRED_ROUND_TRIPS, extra=extra)
 
 
 @benchmark("ppx_gum", unit="traces/s", target=10.0, baseline="pyprob 1.5.0 RemoteModel")
@@ -111,7 +117,9 @@ def ppx_gum() -> Case:
         return lambda n: model.posterior_results(num_traces=n, observe=GUM_OBSERVE)
 
     def extra() -> Dict[str, Any]:
-        return {"ppfast_2_servers": _rate(lambda: _gum_ppfast(2), 4000), "transport": "ipc", "mode": "IS"}
+        return {"ppfast_2_servers": _rate(lambda: _gum_ppfast(2), 4000),
+                "ppfast_spin50us": _rate(lambda: _gum_ppfast(1, 50), 4000),
+                "zmq_floor_1conn": _rate(_ping, 20000) / GUM_ROUND_TRIPS, "transport": "ipc", "mode": "IS"}
 
     return Case(ppfast=_gum_ppfast, baseline=baseline, extra=extra)
 

@@ -273,8 +273,15 @@ def posterior_batch(model: Any, num_traces: int, inference_engine: Any = None, o
         if engine == InferenceEngine.IMPORTANCE_SAMPLING:
             return model.simulate(count, observe=observe, seed=args["seed"], first=first, progress=show,
                                   on_error=on_error, required=True, desc="Importance sampling")
-        from . import inference
+        import inspect
 
+        from . import inference
+        from .inference import guided
+
+        # Each rank must start at its own trace number, or every rank would repeat traces 0, 1, ...
+        if "first" not in inspect.signature(guided.run).parameters:
+            raise NotImplementedError("distributed IC-guided importance sampling needs guided.run(..., first=) "
+                                      "to start at a given trace number; this version lacks it")
         return inference.run(model, engine, count, observe=observe, seed=args["seed"], first=first,
                              progress=show, on_error=on_error, **kwargs)
 

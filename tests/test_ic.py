@@ -14,20 +14,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import ppfast  # noqa: E402
-import ppfast.examples  # noqa: E402
-from ppfast import InferenceEngine  # noqa: E402
-from ppfast.distributions import Normal  # noqa: E402
-from ppfast.errors import MissingObservationError, PpfastError  # noqa: E402
-from ppfast.examples.python_models import GUM, Branching, Geometric  # noqa: E402
-from ppfast.nn import families as fam  # noqa: E402
-from ppfast.nn import TrainingError, load_inference_network  # noqa: E402
+from conftest import GUM_OBS, assert_gum_posterior
 
-from conftest import GUM_OBS, assert_gum_posterior  # noqa: E402
+import ppfast
+import ppfast.examples
+from ppfast import InferenceEngine
+from ppfast.distributions import Normal
+from ppfast.errors import MissingObservationError, PpfastError
+from ppfast.examples.python_models import GUM, Geometric
+from ppfast.nn import TrainingError, load_inference_network
+from ppfast.nn import families as fam
 
 IC = InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK
 IS = InferenceEngine.IMPORTANCE_SAMPLING
-SMALL = dict(lstm_dim=64, observe_embedding_dim=32, address_embedding_dim=16, proposal_dim=32)
+SMALL = {"lstm_dim": 64, "observe_embedding_dim": 32, "address_embedding_dim": 16, "proposal_dim": 32}
 
 
 @pytest.fixture(autouse=True)

@@ -110,3 +110,31 @@ def test_a_failing_rank_fails_every_rank(tmp_path):
     assert "rank 1: ModelError" in proc.stdout, proc.stdout + proc.stderr
     assert "rank 0: RankError" in proc.stdout and "failed on rank 1" in proc.stdout, proc.stdout
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_shares_cover_the_trace_range():
+    from ppfast.distributed import share
+
+    for n in (0, 1, 7, 1000, 1001):
+        for size in (1, 2, 3, 8):
+            parts = [share(n, r, size) for r in range(size)]
+            assert parts[0][0] == 0 and sum(c for _, c in parts) == n
+            assert all(parts[r][0] + parts[r][1] == parts[r + 1][0] for r in range(size - 1))
+            assert max(c for _, c in parts) - min(c for _, c in parts) <= 1
+
+
+def test_single_process_world_needs_no_mpi():
+    """Outside mpiexec the distributed calls run on this process alone, without MPI."""
+    import ppfast.distributed as dist
+
+    assert dist.world(False).size == 1
+    model = ex.load("gum", threads=1)
+    post = dist.posterior_results(model, 3000, observe={"obs0": 8.0, "obs1": 9.0}, seed=4, distributed=False)
+    ref = model.posterior_results(3000, observe={"obs0": 8.0, "obs1": 9.0}, seed=4)
+    assert np.array_equal(post.values, ref.values) and np.array_equal(post.log_weights, ref.log_weights)
+    assert np.array_equal(post["mu"].values, ref["mu"].values)
+    with pytest.raises(ValueError, match="Markov chain"):
+        import ppfast
+
+        dist.posterior_results(model, 10, ppfast.InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS,
+                               observe={"obs0": 8.0, "obs1": 9.0}, distributed=False)

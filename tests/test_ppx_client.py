@@ -25,6 +25,8 @@ import pytest
 zmq = pytest.importorskip("zmq", reason="PPX tests need pyzmq (extra 'ppx')")
 pytest.importorskip("flatbuffers", reason="PPX tests need flatbuffers (extra 'ppx')")
 
+from conftest import GUM_OBS, assert_gum_posterior, branching_exact  # noqa: E402
+
 import ppfast  # noqa: E402
 from ppfast.errors import (  # noqa: E402
     DistributionError,
@@ -36,8 +38,6 @@ from ppfast.errors import (  # noqa: E402
     ProtocolVersionError,
 )
 from ppfast.ppx import messages as M  # noqa: E402
-
-from conftest import GUM_OBS, assert_gum_posterior, branching_exact  # noqa: E402
 
 pytestmark = pytest.mark.remote
 
@@ -160,6 +160,28 @@ def test_seed_gives_the_same_traces_whatever_the_connections(peers):
     assert len(set(one.traces["trace_type"].tolist())) > 1  # both branches occurred
 
 
+def test_a_policy_decides_controlled_values(peers):
+    from ppfast import _core
+
+    if not hasattr(_core, "inflated_prior"):
+        pytest.skip("no built-in policy to drive with in this build")
+    a, b = peers("--model", "gum"), peers("--model", "gum")
+    model = ppfast.RemoteModel([a.address, b.address], timeout=10)
+    factor = 2.0
+    batch = model._simulate_policies(5, 0, 400, {}, False, [_core.inflated_prior(factor) for _ in range(2)])
+    rec = batch.records
+    mu = rec["value"][rec["kind"] == 0]
+    assert np.all(rec["flags"][rec["kind"] == 0] & ppfast.trace.FLAG_PROPOSED)
+    # Proposal Normal(1, 2 sqrt 5): log weight = log p(mu) - log q(mu) (no observation given).
+    var_p, var_q = 5.0, factor**2 * 5.0
+    log_p = -0.5 * (mu - 1) ** 2 / var_p - 0.5 * np.log(2 * np.pi * var_p)
+    log_q = -0.5 * (mu - 1) ** 2 / var_q - 0.5 * np.log(2 * np.pi * var_q)
+    np.testing.assert_allclose(batch.log_weights, log_p - log_q, rtol=1e-9, atol=1e-9)
+    assert abs(np.std(mu) - factor * math.sqrt(5.0)) < 5 * factor * math.sqrt(5.0 / (2 * 400))
+    with pytest.raises(ValueError, match="one per connection"):
+        model._simulate_policies(5, 0, 4, {}, False, [_core.inflated_prior(factor)])
+
+
 def test_hundred_draws_one_address(peers):
     p = peers("--model", "hundred")
     batch = ppfast.RemoteModel(p.address, timeout=10).prior_batch(20, seed=1)
@@ -197,7 +219,8 @@ BAD = {
     "unknown-dist": (ProtocolError, "unknown distribution type 19"),
     "out-of-order": (ProtocolError, "expected HandshakeResult in reply to Handshake, got RunResult"),
     "version": (ProtocolVersionError, "speaks PPX 2.0.0"),
-    "die-mid-trace": (PeerGoneError, "disconnected: expected Sample, Observe, Tag or RunResult in reply to SampleResult"),
+    "die-mid-trace": (PeerGoneError,
+                      "disconnected: expected Sample, Observe, Tag or RunResult in reply to SampleResult"),
 }
 
 
@@ -245,6 +268,8 @@ def test_bad_timeout():
         ppfast.RemoteModel("ipc://@x", timeout=-1, connect=False)
     with pytest.raises(ValueError, match="timeout"):
         ppfast.RemoteModel("ipc://@x", timeout=float("nan"), connect=False)
+    with pytest.raises(ValueError, match="spin_us"):
+        ppfast.RemoteModel("ipc://@x", spin_us=-5, connect=False)
 
 
 # --------------------------------------------------------------------------- scripted peers
@@ -332,7 +357,8 @@ def test_tensor_sample_keeps_its_shape(scripted):
     def trace(send):
         reply = M.decode(send(M.encode(M.Sample("x", "x", normal([0.0, 10.0, 20.0], 1.0)))))
         assert isinstance(reply, M.SampleResult)
-        reply2 = M.decode(send(M.encode(M.Sample("c", "c", M.Distribution("Categorical", {"probs": T([1, 1, 2])})))))
+        categorical = M.Distribution("Categorical", {"probs": T([1, 1, 2])})
+        reply2 = M.decode(send(M.encode(M.Sample("c", "c", categorical))))
         return M.encode(M.RunResult(T(float(reply.result.data.sum() + reply2.result.data[0]))))
 
     p = scripted(trace)
@@ -373,8 +399,9 @@ def test_reset_mid_trace_is_a_protocol_error(scripted):
 
     p = scripted(trace)
     model = ppfast.RemoteModel(p.address, timeout=10)
-    with pytest.raises(ProtocolError, match="answered Reset; expected Sample, Observe, Tag or RunResult in reply "
-                                            "to SampleResult for address 'mu'"):
+    expected = ("answered Reset; expected Sample, Observe, Tag or RunResult in reply to SampleResult "
+                "for address 'mu'")
+    with pytest.raises(ProtocolError, match=expected):
         model.prior_batch(1)
 
 

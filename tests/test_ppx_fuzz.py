@@ -25,6 +25,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PPX_SRC = ROOT / "csrc" / "transport" / "ppx"
 FUZZ_SECONDS = float(os.environ.get("PPFAST_FUZZ_SECONDS", "10"))
+NO_TOOLS = shutil.which("g++") is None or shutil.which("flatc") is None
+
+
+def _generate(gen: Path) -> None:
+    """ppx_generated.h from the schema, as the build does."""
+    subprocess.run(["flatc", "--cpp", "-o", str(gen), str(PPX_SRC / "ppx.fbs")], check=True,
+                   capture_output=True)
 
 
 def _vectors_dir() -> Path:
@@ -57,7 +64,8 @@ def _seed_messages() -> List[bytes]:
         ]
     ]
     msgs: List = [M.Handshake("engine"), M.HandshakeResult("sim (PPX 1.0.0)", "model"), M.Run(),
-                  M.RunResult(t([1.0])), M.SampleResult(t([0.5])), M.ObserveResult(), M.TagResult(), M.Reset(),
+                  M.RunResult(t([1.0])), M.SampleResult(t([0.5])), M.ObserveResult(), M.TagResult(),
+                  M.Reset(),
                   M.Tag("a", "b", t([1.0, 2.0]))]
     for i, d in enumerate(dists):
         msgs.append(M.Sample(f"[forward()+0x{i:x}]", "", d, control=bool(i % 2), replace=i == 3))
@@ -78,10 +86,10 @@ def corpus_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("flatc") is None, reason="needs g++ and flatc")
+@pytest.mark.skipif(NO_TOOLS, reason="needs g++ and flatc")
 def test_decoder_fuzz_under_sanitizers(tmp_path, corpus_dir):
     gen = tmp_path / "gen"
-    subprocess.run(["flatc", "--cpp", "-o", str(gen), str(PPX_SRC / "ppx.fbs")], check=True, capture_output=True)
+    _generate(gen)
     exe = tmp_path / "ppx_fuzz"
     build = subprocess.run(
         ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
@@ -209,7 +217,7 @@ int main(int argc, char** argv) {
 
 
 @pytest.mark.slow  # compiles the core, the codec and both transport ends with sanitizers
-@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("flatc") is None, reason="needs g++ and flatc")
+@pytest.mark.skipif(NO_TOOLS, reason="needs g++ and flatc")
 def test_client_and_server_under_sanitizers(tmp_path):
     """ASan + UBSan builds of the PPX server (two example simulators) and client: normal
     runs, malformed requests to the server, misbehaving peers for the client, a server
@@ -218,11 +226,11 @@ def test_client_and_server_under_sanitizers(tmp_path):
     from ppfast.ppx import messages as M
 
     gen = tmp_path / "gen"
-    subprocess.run(["flatc", "--cpp", "-o", str(gen), str(PPX_SRC / "ppx.fbs")], check=True, capture_output=True)
+    _generate(gen)
     (tmp_path / "driver.cpp").write_text(_DRIVER)
     flags = ["-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-             "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}", f"-I{PPX_SRC}",
-             f"-I{gen}"]
+             "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}",
+             f"-I{PPX_SRC}", f"-I{gen}"]
     core = [ROOT / "csrc" / "core" / f"{f}.cpp"
             for f in ("address_table", "api", "distributions", "recorder", "runner", "trace_batch")]
     sources = core + [PPX_SRC / "codec.cpp", PPX_SRC / "client.cpp", PPX_SRC / "server.cpp"]
@@ -252,14 +260,15 @@ def test_client_and_server_under_sanitizers(tmp_path):
         address = f"ipc://@ppfast-test-{os.getpid()}-asan-{len(procs)}"
         log = tmp_path / f"proc-{len(procs)}.log"
         logs.append(log)
-        procs.append(subprocess.Popen([*cmd, address, "--idle-timeout", "120"], stdout=subprocess.DEVNULL,
-                                      stderr=open(log, "w"), env=env))
+        with open(log, "w") as err:  # the child keeps its own descriptor
+            procs.append(subprocess.Popen([*cmd, address, "--idle-timeout", "120"], stdout=subprocess.DEVNULL,
+                                          stderr=err, env=env))
         time.sleep(0.3)
         return address
 
     def drive(*args: str) -> str:
-        run = subprocess.run([str(tmp_path / "client_driver"), *args], capture_output=True, text=True, env=env,
-                             timeout=300)
+        run = subprocess.run([str(tmp_path / "client_driver"), *args], capture_output=True, text=True,
+                             env=env, timeout=300)
         assert run.returncode == 0 and "runtime error" not in run.stderr and "Sanitizer" not in run.stderr, \
             run.stdout[-2000:] + run.stderr[-4000:]
         return run.stdout
@@ -279,7 +288,8 @@ def test_client_and_server_under_sanitizers(tmp_path):
         for request in (b"\x00" * 3, M.encode(M.Run())[:12], M.encode(M.TagResult())):
             sock.send(request)
             assert isinstance(M.decode(sock.recv()), M.Reset)
-        for bad in (b"garbage!", M.encode(M.Handshake("x")), M.encode(M.SampleResult(M.Tensor.from_array([1.0, 2.0])))):
+        two_values = M.encode(M.SampleResult(M.Tensor.from_array([1.0, 2.0])))
+        for bad in (b"garbage!", M.encode(M.Handshake("x")), two_values):
             sock.send(M.encode(M.Run()))
             assert isinstance(M.decode(sock.recv()), M.Sample)
             sock.send(bad)

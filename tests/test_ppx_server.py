@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -23,12 +22,12 @@ import pytest
 zmq = pytest.importorskip("zmq", reason="PPX tests need pyzmq (extra 'ppx')")
 pytest.importorskip("flatbuffers", reason="PPX tests need flatbuffers (extra 'ppx')")
 
+from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_gum_posterior  # noqa: E402
+
 import ppfast  # noqa: E402
 import ppfast.examples  # noqa: E402
 from ppfast.models.remote import example_server_path  # noqa: E402
 from ppfast.ppx import messages as M  # noqa: E402
-
-from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_gum_posterior  # noqa: E402
 
 pytestmark = pytest.mark.remote
 
@@ -42,21 +41,20 @@ def unique_address() -> str:
 class Server:
     """``<example>_ppx`` (or any executable taking the same arguments) in a child process."""
 
-    def __init__(self, exe: Path, *args: str, address: Optional[str] = None, wait: bool = True):
+    def __init__(self, exe: Path, *args: str, address: Optional[str] = None):
         self.address = address or unique_address()
-        self.log = open(os.devnull if not wait else _log_path(), "w+")
+        self.log = open(_log_path(), "w+")  # noqa: SIM115 -- closed by stop()
         self.process = subprocess.Popen([str(exe), self.address, "--idle-timeout", "120", *args],
                                         stdout=subprocess.PIPE, stderr=self.log, text=True)
-        if wait:
-            assert self.process.stdout is not None
-            ready, _, _ = select.select([self.process.stdout], [], [], 30)
-            line = self.process.stdout.readline() if ready else ""
-            if not line.startswith("ready "):
-                self.stop()
-                raise RuntimeError(f"{exe.name} did not start: {line!r} {self.stderr()}")
-            endpoint = line.split()[1]
-            assert endpoint == self.address or "*" in self.address  # tcp://host:* gets its port
-            self.address = endpoint
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("ready "):
+            self.stop()
+            raise RuntimeError(f"{exe.name} did not start: {line!r} {self.stderr()}")
+        endpoint = line.split()[1]
+        assert endpoint == self.address or "*" in self.address  # tcp://host:* gets its port
+        self.address = endpoint
 
     def stderr(self) -> str:
         self.log.flush()
@@ -89,9 +87,9 @@ def serve(tmp_path) -> Iterator:
     _LOG_DIR[:] = [tmp_path]
     started: List[Server] = []
 
-    def start(what, *args: str, address: Optional[str] = None, wait: bool = True) -> Server:
+    def start(what, *args: str, address: Optional[str] = None) -> Server:
         exe = what if isinstance(what, Path) else example_server_path(what)
-        s = Server(exe, *args, address=address, wait=wait)
+        s = Server(exe, *args, address=address)
         started.append(s)
         return s
 
@@ -170,6 +168,9 @@ def test_over_tcp(serve):
     assert server.address.startswith("tcp://127.0.0.1:") and not server.address.endswith("*")
     a = ppfast.RemoteModel(server.address, timeout=10).prior_batch(500, seed=1)
     assert same_batches(a, ppfast.examples.load("gum").prior_batch(500, seed=1)) == []
+    # Polling before sleeping changes nothing but the latency.
+    spun = ppfast.RemoteModel(server.address, timeout=10, spin_us=200).prior_batch(500, seed=1)
+    assert same_batches(a, spun) == []
 
 
 def test_branching_posterior_matches_embedded(serve):
@@ -245,7 +246,8 @@ def test_server_answers_bad_requests_with_reset_and_keeps_serving(serve):
         rr = complete_gum_trace(engine, 7.5)
         assert isinstance(rr, M.RunResult) and rr.result == M.Tensor.from_array(7.5)
         # Mid-trace: garbage, a wrong answer, a wrong number of values -> Reset, trace abandoned.
-        for bad in (garbage(), M.encode(M.ObserveResult()), M.encode(M.SampleResult(M.Tensor.from_array([1., 2.])))):
+        two_values = M.encode(M.SampleResult(M.Tensor.from_array([1.0, 2.0])))
+        for bad in (garbage(), M.encode(M.ObserveResult()), two_values):
             assert isinstance(engine.ask(M.Run()), M.Sample)
             assert isinstance(engine.ask(bad), M.Reset)
         # Mid-trace Handshake (an engine starting over): answered, the trace abandoned.
@@ -289,7 +291,8 @@ def test_command_line(serve):
     exe = example_server_path("gum")
     usage = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 2 and "usage:" in usage.stderr
-    bad = subprocess.run([str(exe), "ipc://@x", "--max-traces", "lots"], capture_output=True, text=True, timeout=30)
+    bad = subprocess.run([str(exe), "ipc://@x", "--max-traces", "lots"], capture_output=True, text=True,
+                         timeout=30)
     assert bad.returncode == 2
     server = serve("gum", "--max-traces", "3", "--model-name", "GUM over PPX")
     busy = subprocess.run([str(exe), server.address], capture_output=True, text=True, timeout=30)
@@ -334,11 +337,12 @@ def test_external_simulator_serves_ppx_with_factor_and_tag(tmp_path, serve):
         PPFAST_MODEL(external, sim)
         int main(int argc, char** argv) { return ppfast::ppx_server_main(argc, argv, ppfast_model_entry()); }
     """))
-    cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True, capture_output=True,
-                               text=True).stdout.strip()
+    cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True,
+                               capture_output=True, text=True).stdout.strip()
     build = tmp_path / "build"
-    for cmd in (["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}", "-DCMAKE_BUILD_TYPE=Release"],
-                ["cmake", "--build", str(build)]):
+    configure = ["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}",
+                 "-DCMAKE_BUILD_TYPE=Release"]
+    for cmd in (configure, ["cmake", "--build", str(build)]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     server = serve(build / "mysim_ppx")

@@ -1,6 +1,7 @@
 // PPX client for Python: ppfast.RemoteModel's engine.  Whole runs happen in C++ with the
 // GIL released; Python gets finished trace batches and typed errors.
 #include <cstring>
+#include <mutex>
 
 #include "python/bindings.hpp"
 #include "transport/ppx/client.hpp"
@@ -30,6 +31,7 @@ class PpxClient {
 
   void connect() {
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     client_.connect();
   }
 
@@ -46,12 +48,14 @@ class PpxClient {
       };
     PyTraceBatch out{BatchPool::global().acquire()};
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);  // one run at a time on these sockets
     client_.run(seed, first, count, obs.get(), *out.batch, factory);
     return out;
   }
 
   void close() {
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     client_.close();
   }
 
@@ -86,6 +90,7 @@ class PpxClient {
   }
 
   px::Client client_;
+  std::mutex mutex_;
 };
 
 }  // namespace

@@ -278,7 +278,9 @@ class TraceDataset:
         shuffling they are zero-copy views of the files.  ``on_error='skip'`` leaves out
         the traces of bad shards (with a warning naming the file)."""
         for idx in self.minibatch_indices(batch_size, shuffle, seed, group_by_trace_type, drop_last):
-            yield self._chunk(idx, on_error)
+            batch = self._chunk(idx, on_error)
+            if len(batch) or on_error != "skip":
+                yield batch
 
     def torch_dataset(self, batch_size: int, shuffle: bool = False, seed: Optional[int] = None,
                       group_by_trace_type: bool = False, drop_last: bool = False) -> Any:

@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
-import pyarrow as pa
-from pyarrow import ipc
+
+try:
+    import pyarrow as pa
+    from pyarrow import ipc
+except ImportError as e:  # an optional dependency: say which package to install
+    raise ImportError("trace datasets need pyarrow: pip install pyarrow (or ppfast[mpi])") from e
 
 from ..errors import DatasetError
 from .columns import ARENAS, RECORD_COLUMNS, TRACE_COLUMNS, ColumnBatch

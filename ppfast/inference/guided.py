@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -27,14 +27,14 @@ from .. import _core
 from ..errors import MissingObservationError, PpfastError
 from ..trace import TraceBatch
 
-__all__ = ["run", "ProposalServer"]
+__all__ = ["ProposalServer", "run"]
 
 
 class ProposalServer:
     """The network's side of a guided run: per-slot LSTM states and the observation
     embedding of the run's ``observe`` values."""
 
-    def __init__(self, net: Any, slots: int, observe: Dict[str, Any]):
+    def __init__(self, net: Any, slots: int, observe: dict[str, Any]):
         values = []
         for name, size in zip(net.observe_names, net.observe_sizes):
             if name not in observe:
@@ -50,7 +50,7 @@ class ProposalServer:
             values.append(v)
         self.stepper = net.stepper(values, slots, autocast=net.device.type == "cuda")
 
-    def answer(self, req: Dict[str, np.ndarray]):
+    def answer(self, req: dict[str, np.ndarray]):
         return self.stepper(req)
 
 
@@ -60,14 +60,14 @@ def _serve(driver: Any, server: ProposalServer) -> None:
 
 
 def _run_native(model: Any, server: ProposalServer, seed: int, first: int, count: int,
-                obs: "_core.Observations", slots: int, threads: int, stack_bytes: int) -> TraceBatch:
+                obs: _core.Observations, slots: int, threads: int, stack_bytes: int) -> TraceBatch:
     driver = _core.GuidedNative(model._native.entry, seed, first, count, obs, slots, threads, stack_bytes)
     _serve(driver, server)
     return TraceBatch(driver.take())
 
 
 def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count: int,
-                observations: Dict[int, np.ndarray], slots: int, skip_errors: bool) -> TraceBatch:
+                observations: dict[int, np.ndarray], slots: int, skip_errors: bool) -> TraceBatch:
     from ..model import _Record, run_python
 
     if count == 0:
@@ -75,8 +75,8 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
     per = max(1, math.ceil(count / slots))
     ranges = [(first + s, min(per, count - s)) for s in range(0, count, per)]
     driver = _core.GuidedThreads(len(ranges))
-    results: List[Optional[TraceBatch]] = [None] * len(ranges)
-    errors: List[Optional[BaseException]] = [None] * len(ranges)
+    results: list[TraceBatch | None] = [None] * len(ranges)
+    errors: list[BaseException | None] = [None] * len(ranges)
 
     def work(slot: int) -> None:
         try:
@@ -84,7 +84,7 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
             rec.set_policy(driver.policy(slot))
             start, n = ranges[slot]
             results[slot] = run_python(model.forward, rec, _Record(rec, rec.fast()), start, n, skip_errors)
-        except BaseException as e:  # noqa: BLE001 -- re-raised by the server thread
+        except BaseException as e:  # noqa: BLE001 -- handed to the calling thread
             errors[slot] = e
             driver.abort()  # the others finish on the prior; the run raises below
         finally:
@@ -108,9 +108,9 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
     return TraceBatch.concat([r for r in results if r is not None])
 
 
-def run(model: Any, num_traces: int, observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
-        progress: Optional[bool] = None, on_error: str = "raise", network: Any = None, slots: Optional[int] = None,
-        threads: Optional[int] = None, stack_bytes: int = 1 << 20, **kwargs: Any) -> TraceBatch:
+def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed: int | None = None,
+        progress: bool | None = None, on_error: str = "raise", network: Any = None, slots: int | None = None,
+        threads: int | None = None, stack_bytes: int = 1 << 20, **kwargs: Any) -> TraceBatch:
     """Guided importance sampling: ``num_traces`` traces with log-weights log p - log q.
 
     ``slots``: executions in flight (the batch of one network step; default 256 for
@@ -143,7 +143,7 @@ def run(model: Any, num_traces: int, observe: Optional[Dict[str, Any]] = None, s
     server = ProposalServer(net, k, observe)
     chunk = max(16 * k, 4096)
     bar = _Progress(num_traces, "Guided importance sampling", progress)
-    parts: List[TraceBatch] = []
+    parts: list[TraceBatch] = []
     net.eval()
     try:
         done = 0

@@ -37,11 +37,13 @@ PROTOCOL_VERSION: str = _core.ppx_protocol_version()
 def _addresses(address: Union[str, Sequence[str]]) -> List[str]:
     items = [address] if isinstance(address, str) else list(address)
     if not items:
-        raise ValueError("RemoteModel: expected an address like 'ipc://@name' or 'tcp://127.0.0.1:5555', got none")
+        raise ValueError("RemoteModel: expected an address like 'ipc://@name' or 'tcp://127.0.0.1:5555', "
+                         "got none")
     for a in items:
         if not isinstance(a, str) or "://" not in a:
             raise ValueError(
-                f"RemoteModel: expected a ZeroMQ address like 'ipc://@name' or 'tcp://127.0.0.1:5555', got {a!r}"
+                "RemoteModel: expected a ZeroMQ address like 'ipc://@name' or 'tcp://127.0.0.1:5555', "
+                f"got {a!r}"
             )
     return items
 
@@ -55,7 +57,12 @@ class RemoteModel(BaseModel):
     wait for any reply; a peer that does not answer raises ``PeerTimeoutError``, one that
     disconnects mid-trace ``PeerGoneError``, one that sends something malformed or out of
     order ``ProtocolError`` (``ProtocolVersionError`` for another PPX version).  After such
-    an error the connection is re-established on the next run.
+    an error the connection is re-established on the next run.  ``connect=False`` defers the
+    handshake to the first run.
+
+    ``spin_us``: poll this many microseconds for each reply before sleeping.  A fast
+    simulator answers within tens of microseconds, and a thread that did not sleep needs no
+    wake-up; leave it at 0 for slow simulators or when connections outnumber the cores.
 
     ``server_address`` is accepted as in PyProb's ``RemoteModel``.
     """
@@ -110,6 +117,13 @@ class RemoteModel(BaseModel):
                   required: bool, skip_errors: bool = False) -> TraceBatch:
         return TraceBatch(self._client.run(seed, first, count, _core.Observations(observations, required)))
 
+    def _simulate_policies(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
+                           required: bool, policies: Sequence[Any]) -> TraceBatch:
+        """Like ``_simulate``, with one ``_core.Policy`` per connection deciding the values of
+        controlled sites (MH replay, IC proposals); for inference engines."""
+        return TraceBatch(self._client.run(seed, first, count, _core.Observations(observations, required),
+                                           list(policies)))
+
     def close(self) -> None:
         """Closes the connections (a later run opens them again)."""
         self._client.close()
@@ -132,7 +146,8 @@ def example_server_path(name: str) -> Path:
     path = EXAMPLES_BIN / f"{name}_ppx"
     if not path.exists():
         found = sorted(p.name[: -len("_ppx")] for p in EXAMPLES_BIN.glob("*_ppx"))
-        raise ValueError(f"no PPX server for example {name!r} at {path}; available: {', '.join(found) or 'none'}")
+        available = ", ".join(found) or "none"
+        raise ValueError(f"no PPX server for example {name!r} at {path}; available: {available}")
     return path
 
 

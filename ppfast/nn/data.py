@@ -9,8 +9,8 @@ sorted by length, steps time-major, so no step is padding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,19 +19,19 @@ from ..trace import FLAG_CONTROL, FLAG_DISCARDED, RecordKind, TraceBatch, addres
 from . import families as fam
 from .tables import make_keys
 
-__all__ = ["StepData", "Packed", "pack", "observe_names_of"]
+__all__ = ["Packed", "StepData", "observe_names_of", "pack"]
 
 
 class DataError(PpfastError, ValueError):
     """Training traces that the network cannot use (inconsistent observation shapes, ...)."""
 
 
-def _obs_key(rec: Dict[str, np.ndarray]) -> np.ndarray:
+def _obs_key(rec: dict[str, np.ndarray]) -> np.ndarray:
     """The id an observation is known by: its name, else its address."""
     return np.where(rec["name"] != 0, rec["name"], rec["address"])
 
 
-def observe_names_of(batch: TraceBatch) -> List[Tuple[int, int]]:
+def observe_names_of(batch: TraceBatch) -> list[tuple[int, int]]:
     """(name id, value length) of every observed name, in order of first appearance."""
     rec = batch.records
     m = rec["kind"] == RecordKind.OBSERVE
@@ -66,7 +66,7 @@ class StepData:
     the weights of guided traces with rejections (every try counts in log p - log q)
     bounded."""
 
-    def __init__(self, batch: TraceBatch, observe: Sequence[Tuple[int, int]]):
+    def __init__(self, batch: TraceBatch, observe: Sequence[tuple[int, int]]):
         self.batch = batch
         rec, tr = batch.records, batch.traces
         n_traces = len(batch)
@@ -118,7 +118,7 @@ class StepData:
 
         # Per-family prepared constants, and each item's position in its family's arrays.
         self.fam_index = np.zeros(len(items), dtype=np.int64)
-        self.prep: Dict[int, Dict[str, np.ndarray]] = {}
+        self.prep: dict[int, dict[str, np.ndarray]] = {}
         for f in np.unique(self.family):
             sel = np.flatnonzero(self.family == f)
             self.fam_index[sel] = np.arange(len(sel))
@@ -131,7 +131,7 @@ class StepData:
             self.prep[int(f)] = p
 
         # Observations: one [traces, length] array per name.
-        self.observed: List[np.ndarray] = []
+        self.observed: list[np.ndarray] = []
         okey = _obs_key(rec)
         om = (kind == RecordKind.OBSERVE) & (rec["instance"] == 0)
         for name, length in observe:
@@ -205,5 +205,5 @@ def pack(data: StepData, ids: np.ndarray) -> Packed:
                   first=t == 0, prev=np.maximum(step - 1, 0), tries=tries, try_pos=try_pos)
 
 
-def select_usable(data: StepData, ids: Optional[np.ndarray] = None) -> np.ndarray:
+def select_usable(data: StepData, ids: np.ndarray | None = None) -> np.ndarray:
     return data.usable if ids is None else np.intersect1d(ids, data.usable)

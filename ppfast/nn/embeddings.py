@@ -12,14 +12,15 @@ channels per block), ``downsample`` (average-pool factor applied before the CNN)
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..errors import PpfastError
 
-__all__ = ["ObserveEmbedding", "ObservationEmbedding", "normalize_spec"]
+__all__ = ["ObservationEmbedding", "ObserveEmbedding", "normalize_spec"]
 
 _KINDS = {"feedforward": "feedforward", "ff": "feedforward", "cnn2d": "cnn2d", "cnn2d5c": "cnn2d",
           "cnn3d": "cnn3d", "cnn3d4c": "cnn3d"}
@@ -29,7 +30,7 @@ class SpecError(PpfastError, ValueError):
     """An observe_embeddings entry is malformed."""
 
 
-def normalize_spec(name: str, spec: Any, default_dim: int) -> Dict[str, Any]:
+def normalize_spec(name: str, spec: Any, default_dim: int) -> dict[str, Any]:
     """A spec as a dict with 'embedding' (a kind string or 'module'), 'dim', 'depth', ..."""
     if spec is None:
         spec = {}
@@ -70,6 +71,9 @@ class _Normalize(nn.Module):
         super().__init__()
         self.per_element = per_element
         n = size if per_element else 1
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.fitted: torch.Tensor
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
@@ -92,7 +96,7 @@ class _Normalize(nn.Module):
 
 
 def _feedforward(inp: int, dim: int, depth: int) -> nn.Sequential:
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     width = inp
     for i in range(depth):
         layers.append(nn.Linear(width, dim))
@@ -116,7 +120,7 @@ class _CNN(nn.Module):
         self.shape = shape
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         pool = nn.MaxPool2d if dims == 2 else nn.MaxPool3d
-        layers: List[nn.Module] = []
+        layers: list[nn.Module] = []
         if downsample > 1:  # average-pool large grids first (cheap, keeps deposited energy)
             layers.append((nn.AvgPool2d if dims == 2 else nn.AvgPool3d)(downsample, ceil_mode=True))
             shape = [shape[0]] + [-(-s // downsample) for s in shape[1:]]
@@ -141,7 +145,7 @@ class ObservationEmbedding(nn.Module):
     """One embedding per observed name; the concatenation, mixed by one linear layer
     when there are several names, is the observation embedding of a trace."""
 
-    def __init__(self, names: Sequence[str], sizes: Sequence[int], specs: Dict[str, Dict[str, Any]], dim: int):
+    def __init__(self, names: Sequence[str], sizes: Sequence[int], specs: dict[str, dict[str, Any]], dim: int):
         super().__init__()
         self.names = list(names)
         self.sizes = [int(s) for s in sizes]
@@ -169,13 +173,13 @@ class ObservationEmbedding(nn.Module):
                 self.norms.append(_Normalize(size, per_element=False))
             self.embeds.append(emb)
             total += spec["dim"]
-        self.reshape: List[Optional[List[int]]] = [specs[n].get("reshape") if specs[n]["embedding"] == "module" else None
+        self.reshape: list[list[int] | None] = [specs[n].get("reshape") if specs[n]["embedding"] == "module" else None
                                                    for n in self.names]
         self.mix = nn.Linear(total, self.dim) if (len(self.names) != 1 or total != self.dim) else None
 
     def fit(self, values: Sequence[torch.Tensor]) -> None:
         for norm, v in zip(self.norms, values):
-            norm.fit(v)
+            cast(_Normalize, norm).fit(v)
 
     def forward(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
         parts = []

@@ -23,15 +23,29 @@ A head starts near the prior, so an untrained network proposes roughly the prior
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "NONE", "NORMAL", "TRUNCATED", "CATEGORICAL", "POISSON", "BERNOULLI", "BINOMIAL", "BETA", "LOGNORMAL",
-    "FAMILY_OF_KIND", "FAMILY_NAMES", "width", "init_bias", "prepare", "log_q", "encode", "standardize",
+    "BERNOULLI",
+    "BETA",
+    "BINOMIAL",
+    "CATEGORICAL",
+    "FAMILY_NAMES",
+    "FAMILY_OF_KIND",
+    "LOGNORMAL",
+    "NONE",
+    "NORMAL",
+    "POISSON",
+    "TRUNCATED",
+    "encode",
+    "init_bias",
+    "log_q",
+    "prepare",
+    "standardize",
+    "width",
 ]
 
 NONE, NORMAL, TRUNCATED, CATEGORICAL, POISSON, BERNOULLI, BINOMIAL, BETA, LOGNORMAL = range(9)
@@ -89,7 +103,7 @@ def _lgamma(x: np.ndarray) -> np.ndarray:
     return torch.lgamma(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
 
 
-def _lognormal_match(kind: np.ndarray, p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _lognormal_match(kind: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) of log x for the positive-support priors: exact for LogNormal,
     moment-matched otherwise."""
     c = np.zeros(len(kind))
@@ -112,11 +126,11 @@ def _lognormal_match(kind: np.ndarray, p: np.ndarray) -> Tuple[np.ndarray, np.nd
 
 
 def prepare(family: int, kind: np.ndarray, p: np.ndarray, x: np.ndarray | None = None,
-            log_p: np.ndarray | None = None) -> Dict[str, np.ndarray]:
+            log_p: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Standardizing constants (and, with x, the standardized values) of one family's
     rows.  kind: prior kind codes; p: [n, 4] first prior parameters (float64); x: values;
     log_p: the prior log-probabilities of x (recorded)."""
-    out: Dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
     if family == NORMAL:
         out["c"], out["s"] = p[:, 0], p[:, 1]
     elif family == TRUNCATED:
@@ -198,14 +212,14 @@ def _log_normal_mass(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return lb + _log1mexp(torch.clamp(la - lb, max=0.0))
 
 
-def _normal_mix(o: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _normal_mix(o: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     logw = torch.log_softmax(o[:, :k], dim=1)
     u = _softclamp(o[:, k:2 * k], 20.0)
     r = F.softplus(o[:, 2 * k:3 * k]) + 1e-3
     return logw, u, r
 
 
-def log_q(family: int, o: torch.Tensor, prep: Dict[str, torch.Tensor], k: int,
+def log_q(family: int, o: torch.Tensor, prep: dict[str, torch.Tensor], k: int,
           cat_logp: torch.Tensor | None = None) -> torch.Tensor:
     """log q(x) per row; o: [n, D] head outputs (float32); prep: :func:`prepare` as tensors."""
     if family in (NORMAL, LOGNORMAL):
@@ -278,8 +292,8 @@ def _sigmoid_np(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
-def encode(family: int, o: np.ndarray, prep: Dict[str, np.ndarray], k: int,
-           cat_logp: np.ndarray | None = None) -> Tuple[int, np.ndarray]:
+def encode(family: int, o: np.ndarray, prep: dict[str, np.ndarray], k: int,
+           cat_logp: np.ndarray | None = None) -> tuple[int, np.ndarray]:
     """(kind code, parameter rows) of the proposals of one family's rows, float64.
     Rows have one length per family, except Categorical (padded with zeros past k)."""
     o = o.astype(np.float64)

@@ -15,8 +15,9 @@ proposal family.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,19 +29,19 @@ from .data import Packed, StepData, pack
 from .embeddings import ObservationEmbedding
 from .tables import AddressTables, make_keys
 
-__all__ = ["InferenceNetwork", "Minibatch", "DEFAULTS"]
+__all__ = ["DEFAULTS", "InferenceNetwork", "Minibatch"]
 
-DEFAULTS: Dict[str, Any] = dict(
-    lstm_dim=512,
-    lstm_depth=1,
-    address_embedding_dim=64,
-    distribution_type_embedding_dim=8,
-    sample_embedding_dim=4,
-    observe_embedding_dim=256,
-    proposal_mixture_components=10,
-    proposal_dim=64,
-    address_instances=True,
-)
+DEFAULTS: dict[str, Any] = {
+    "lstm_dim": 512,
+    "lstm_depth": 1,
+    "address_embedding_dim": 64,
+    "distribution_type_embedding_dim": 8,
+    "sample_embedding_dim": 4,
+    "observe_embedding_dim": 256,
+    "proposal_mixture_components": 10,
+    "proposal_dim": 64,
+    "address_instances": True,
+}
 
 # Heads are computed densely for every touched row (one GEMM) up to this many rows, by
 # gathering each step's head weights (one batched product) beyond.
@@ -54,7 +55,7 @@ class Minibatch:
     num_traces: int
     num_steps: int
     batch_sizes: torch.Tensor  # CPU int64
-    observed: List[torch.Tensor]  # per name: [traces with steps, length], rank order
+    observed: list[torch.Tensor]  # per name: [traces with steps, length], rank order
     rows: torch.Tensor  # touched table rows
     inv: torch.Tensor  # per step: index into rows
     inv_prev: torch.Tensor
@@ -63,8 +64,8 @@ class Minibatch:
     dist: torch.Tensor
     prev_dist: torch.Tensor
     z_prev: torch.Tensor  # [n, 1]
-    families: List[Tuple[int, torch.Tensor, Dict[str, torch.Tensor], Optional[torch.Tensor]]]
-    tries: Optional[torch.Tensor]  # packed position scoring each rejection-loop try
+    families: list[tuple[int, torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]]
+    tries: torch.Tensor | None  # packed position scoring each rejection-loop try
 
 
 class InferenceNetwork(nn.Module):
@@ -72,7 +73,7 @@ class InferenceNetwork(nn.Module):
     per-address proposal heads.  Build through ``model.learn_inference_network``."""
 
     def __init__(self, observe_names: Sequence[str], observe_sizes: Sequence[int],
-                 observe_specs: Dict[str, Dict[str, Any]], device: Any = "cpu", **config: Any):
+                 observe_specs: dict[str, dict[str, Any]], device: Any = "cpu", **config: Any):
         super().__init__()
         unknown = set(config) - set(DEFAULTS)
         if unknown:
@@ -94,7 +95,7 @@ class InferenceNetwork(nn.Module):
         self.tables = AddressTables({"address": (adim,), "value": (2, sdim), "head_w": (cfg["proposal_dim"], width),
                                     "head_b": (width,)}, device)
         self.traces_trained = 0
-        self.history: List[Tuple[int, float]] = []
+        self.history: list[tuple[int, float]] = []
         self.to(device)
 
     # -- device ------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class InferenceNetwork(nn.Module):
     def device(self) -> torch.device:
         return self.trunk.weight.device
 
-    def to(self, *args: Any, **kwargs: Any) -> "InferenceNetwork":  # type: ignore[override]
+    def to(self, *args: Any, **kwargs: Any) -> InferenceNetwork:  # type: ignore[override]
         super().to(*args, **kwargs)
         self.tables.to(self.trunk.weight.device)
         return self
@@ -120,6 +121,18 @@ class InferenceNetwork(nn.Module):
             new = self.tables.add(address[miss], instance[miss], kind[miss])
             self._init_rows(new)
             rows = self.tables.lookup(keys)
+        return rows
+
+    def _step_rows(self, data: StepData, grow: bool) -> np.ndarray:
+        """Table row of every step of ``data`` (looked up once per batch of traces: rows
+        never move once given)."""
+        cached = getattr(data, "_rows", None)
+        if cached is not None and (cached.min(initial=0) >= 0 or not grow):
+            return cached
+        steps = np.arange(data.num_steps)
+        rows = self.rows_for(data.keys(steps, self.config["address_instances"]), data.address[steps],
+                             data.instance[steps], data.kind[steps], grow)
+        data._rows = rows  # type: ignore[attr-defined]
         return rows
 
     @torch.no_grad()
@@ -152,46 +165,47 @@ class InferenceNetwork(nn.Module):
     def minibatch(self, data: StepData, ids: np.ndarray, grow: bool = True) -> Minibatch:
         """The tensors of traces ``ids`` of ``data`` (numpy work only, vectorized)."""
         pk: Packed = pack(data, ids)
-        dev = self.device
-        inst = self.config["address_instances"]
-        keys_all = data.keys(pk.step, inst)
-        rows = self.rows_for(keys_all, data.address[pk.step], data.instance[pk.step], data.kind[pk.step], grow)
-        rows_prev = np.where(pk.first, rows, self.tables.lookup(data.keys(pk.prev, inst)))
-        touched, inv_all = np.unique(np.concatenate([rows, rows_prev]), return_inverse=True)
+        step_rows = self._step_rows(data, grow)
+        rows = step_rows[pk.step]
+        rows_prev = np.where(pk.first, rows, step_rows[pk.prev])
+        if not grow and np.any(rows < 0):
+            raise ValueError("minibatch: traces have addresses the network does not know (grow=False)")
+        touched, inv_all = _compact(np.concatenate([rows, rows_prev]), self.tables.n)
         n = len(rows)
-        inv, inv_prev = inv_all[:n], inv_all[n:]
-
-        def t(x: np.ndarray, dtype: torch.dtype = torch.long) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(x)).to(dev, dtype=dtype, non_blocking=True)
-
-        not_first = (~pk.first).astype(np.float32)[:, None]
-        prev_dist = np.where(pk.first, 0, data.kind[pk.prev])
+        up = _Upload(self.device)
         families = []
         item = np.concatenate([pk.step, pk.tries])  # loss items: steps, then rejection-loop tries
         fam_p = data.family[item]
-        for f in np.unique(fam_p):
+        for f in np.flatnonzero(np.bincount(fam_p, minlength=len(fam.FAMILY_NAMES))):
             pos = np.flatnonzero(fam_p == f)
             idx = data.fam_index[item[pos]]
             prep = data.prep[int(f)]
-            tensors = {k: t(v[idx], torch.float32) for k, v in prep.items() if k not in ("logp", "k")}
+            tensors = {k: up.add(v[idx], True) for k, v in prep.items() if k not in ("logp", "k")}
             logp = None
             if f == fam.CATEGORICAL:
-                lp = prep["logp"][idx]
                 kmax = int(prep["k"][idx].max())
-                lp = lp[:, :kmax]
                 self._ensure_width(kmax)
-                logp = t(lp, torch.float32)
-            families.append((int(f), t(pos), tensors, logp))
+                logp = up.add(prep["logp"][idx][:, :kmax], True)
+            families.append((int(f), up.add(pos), tensors, logp))
+        h_observed = [up.add(o[pk.traces], True) for o in data.observed]
+        h_rows, h_inv, h_inv_prev = up.add(touched), up.add(inv_all[:n]), up.add(inv_all[n:])
+        h_rank, h_not_first = up.add(pk.rank), up.add((~pk.first)[:, None], True)
+        h_dist, h_prev_dist = up.add(data.kind[pk.step]), up.add(np.where(pk.first, 0, data.kind[pk.prev]))
+        h_z_prev = up.add(np.where(pk.first, 0, data.z[pk.prev])[:, None], True)
+        h_tries = up.add(pk.try_pos) if len(pk.tries) else -1
+        got = up.run()
         return Minibatch(
             num_traces=pk.num_traces, num_steps=n, batch_sizes=torch.from_numpy(pk.batch_sizes),
-            observed=[t(o[pk.traces], torch.float32) for o in data.observed], rows=t(touched), inv=t(inv),
-            inv_prev=t(inv_prev), rank=t(pk.rank), not_first=t(not_first, torch.float32), dist=t(data.kind[pk.step]),
-            prev_dist=t(prev_dist), z_prev=t(np.where(pk.first, 0, data.z[pk.prev])[:, None], torch.float32),
-            families=families, tries=t(pk.try_pos) if len(pk.tries) else None)
+            observed=[got[k] for k in h_observed], rows=got[h_rows], inv=got[h_inv], inv_prev=got[h_inv_prev],
+            rank=got[h_rank], not_first=got[h_not_first], dist=got[h_dist], prev_dist=got[h_prev_dist],
+            z_prev=got[h_z_prev],
+            families=[(f, got[pos], {k: got[v] for k, v in ts.items()}, None if lp is None else got[lp])
+                      for f, pos, ts, lp in families],
+            tries=got[h_tries] if h_tries >= 0 else None)
 
-    def _inputs(self, obs: torch.Tensor, local: Dict[str, torch.Tensor], inv: torch.Tensor, inv_prev: torch.Tensor,
+    def _inputs(self, obs: torch.Tensor, local: dict[str, torch.Tensor], inv: torch.Tensor, inv_prev: torch.Tensor,
                 not_first: torch.Tensor, dist: torch.Tensor, prev_dist: torch.Tensor, z_prev: torch.Tensor,
-                known: Optional[torch.Tensor] = None, known_prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+                known: torch.Tensor | None = None, known_prev: torch.Tensor | None = None) -> torch.Tensor:
         addr = local["address"]
         e_cur = addr.index_select(0, inv)
         e_prev = addr.index_select(0, inv_prev)
@@ -203,7 +217,7 @@ class InferenceNetwork(nn.Module):
         return torch.cat([obs, e_val * m_prev, e_prev * m_prev, self.dist_embedding(prev_dist), e_cur,
                           self.dist_embedding(dist)], dim=1)
 
-    def _heads(self, h: torch.Tensor, local: Dict[str, torch.Tensor], inv: torch.Tensor) -> torch.Tensor:
+    def _heads(self, h: torch.Tensor, local: dict[str, torch.Tensor], inv: torch.Tensor) -> torch.Tensor:
         z = torch.relu(self.trunk(h))
         w, b = local["head_w"], local["head_b"]
         u, p, d = w.shape
@@ -214,7 +228,7 @@ class InferenceNetwork(nn.Module):
             y = torch.bmm(z.unsqueeze(1), w.index_select(0, inv)).squeeze(1)
         return y + b.index_select(0, inv)
 
-    def loss(self, mb: Minibatch, local: Dict[str, torch.Tensor], autocast: bool = False) -> torch.Tensor:
+    def loss(self, mb: Minibatch, local: dict[str, torch.Tensor], autocast: bool = False) -> torch.Tensor:
         """-sum log q(x_t) per trace, averaged over the minibatch's traces."""
         dev = self.device
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
@@ -243,20 +257,20 @@ class InferenceNetwork(nn.Module):
         obs = [torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(1, -1), device=self.device) for v in values]
         return self.observe(obs)
 
-    def stepper(self, values: Sequence[np.ndarray], slots: int, autocast: bool = False) -> "Stepper":
+    def stepper(self, values: Sequence[np.ndarray], slots: int, autocast: bool = False) -> Stepper:
         """The inference-time state of a guided run with observed ``values``."""
         return Stepper(self, values, slots, autocast)
 
-    def _encode(self, y: np.ndarray, kind: np.ndarray, p4: np.ndarray, arena: np.ndarray, req: Dict[str, np.ndarray],
-                known: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _encode(self, y: np.ndarray, kind: np.ndarray, p4: np.ndarray, arena: np.ndarray, req: dict[str, np.ndarray],
+                known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(kind)
         kinds = np.zeros(n, dtype=np.uint8)
         lens = np.zeros(n, dtype=np.uint32)
         offsets = np.zeros(n, dtype=np.uint32)
         families = np.where(known, fam.FAMILY_OF_KIND[np.minimum(kind, 13)], fam.NONE)
-        blocks: List[np.ndarray] = []
+        blocks: list[np.ndarray] = []
         used = 0
-        for f in np.unique(families):
+        for f in np.flatnonzero(np.bincount(families, minlength=len(fam.FAMILY_NAMES))):
             if f == fam.NONE:
                 continue
             pos = np.flatnonzero(families == f)
@@ -288,7 +302,7 @@ class InferenceNetwork(nn.Module):
         return kinds, offsets, lens, params
 
     # -- saving ------------------------------------------------------------------------------
-    def save_state(self) -> Dict[str, Any]:
+    def save_state(self) -> dict[str, Any]:
         """state_dict (plain tensors) and JSON-able metadata (addresses by string)."""
         from ..trace import address_name
 
@@ -338,9 +352,9 @@ class Stepper:
         with torch.no_grad():
             obs = net.embed_observation(values)[0]
             lstm = net.lstm
-            self.w_ih: List[torch.Tensor] = []
-            self.w_hh: List[torch.Tensor] = []
-            self.bias: List[torch.Tensor] = []
+            self.w_ih: list[torch.Tensor] = []
+            self.w_hh: list[torch.Tensor] = []
+            self.bias: list[torch.Tensor] = []
             for layer in range(layers):
                 w_ih = getattr(lstm, f"weight_ih_l{layer}")
                 b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
@@ -354,7 +368,7 @@ class Stepper:
         self.requests = 0
 
     @torch.no_grad()
-    def __call__(self, req: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, req: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Answers one round of requests: (kinds, offsets, lens, params) for the core."""
         net = self.net
         dev = net.device
@@ -389,14 +403,11 @@ class Stepper:
         def t(x: np.ndarray, dtype: torch.dtype = torch.long) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(dev, dtype=dtype)
 
-        tables = net.tables.data
         if net.tables.n:
-            touched, inv_all = np.unique(np.concatenate([np.maximum(c_rows, 0), np.maximum(prows, 0)]),
-                                         return_inverse=True)
-            rt = t(touched)
-            local = {k: v.index_select(0, rt) for k, v in tables.items()}
+            touched, inv_all = _compact(np.concatenate([np.maximum(c_rows, 0), np.maximum(prows, 0)]), net.tables.n)
+            local = net.tables._views(net.tables.storage.index_select(0, t(touched)))
         else:  # an untrained network: zero embeddings, every site goes to the prior
-            local = {k: torch.zeros((1,) + v.shape[1:], device=dev) for k, v in tables.items()}
+            local = net.tables._views(torch.zeros(1, net.tables.width, device=dev))
             inv_all = np.zeros(len(comp) + len(lat), dtype=np.int64)
         inv_all = inv_all.reshape(-1)
         inv = t(inv_all[: len(comp)])
@@ -419,8 +430,8 @@ class Stepper:
         x = torch.cat([parts_prev, net.dist_embedding(d_prev), e_cur, net.dist_embedding(t(c_kind))], dim=1)
 
         slots = t(req["slot"][comp[m_first:]])
-        hs: List[torch.Tensor] = []
-        cs: List[torch.Tensor] = []
+        hs: list[torch.Tensor] = []
+        cs: list[torch.Tensor] = []
         inp = x.to(self.dtype)
         for layer in range(len(self.w_ih)):
             gates = (inp @ self.w_ih[layer]).float() + self.bias[layer]
@@ -443,9 +454,50 @@ class Stepper:
             self.c[layer].index_copy_(0, all_slots, cs[layer].index_select(0, e))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.autocast):
             y = net._heads(hs[-1].to(self.dtype), local, inv)
-        y = y.float().cpu().numpy()[expand]
+        heads = y.float().cpu().numpy()[expand]
         p4 = _gather(arena, req["param_offset"], np.minimum(req["param_len"], 4), 4)
-        return net._encode(y, kind, p4, arena, req, known)
+        return net._encode(heads, kind, p4, arena, req, known)
+
+
+class _Upload:
+    """Arrays bound for the device: on CPU zero-copy views, elsewhere packed into one
+    integer and one float buffer so a minibatch costs two host-to-device copies."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.arrays: list[tuple[np.ndarray, bool]] = []
+
+    def add(self, x: np.ndarray, floating: bool = False) -> int:
+        self.arrays.append((x, floating))
+        return len(self.arrays) - 1
+
+    def run(self) -> list[torch.Tensor]:
+        if self.device.type == "cpu":
+            return [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32 if f else np.int64))
+                    for x, f in self.arrays]
+        out: list[torch.Tensor | None] = [None] * len(self.arrays)
+        for floating, dtype in ((False, np.int64), (True, np.float32)):
+            part = [(i, x) for i, (x, f) in enumerate(self.arrays) if f == floating]
+            if not part:
+                continue
+            flat = np.concatenate([np.asarray(x, dtype=dtype).reshape(-1) for _, x in part])
+            host = torch.from_numpy(flat).pin_memory()
+            dev = host.to(self.device, non_blocking=True)
+            off = 0
+            for i, x in part:
+                size = int(np.prod(x.shape))
+                out[i] = dev[off:off + size].view(x.shape)
+                off += size
+        return out  # type: ignore[return-value]
+
+
+def _compact(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, index of each row among them), without sorting: rows are < n."""
+    present = np.zeros(n + 1, dtype=bool)
+    present[rows] = True
+    touched = np.flatnonzero(present)
+    remap = np.cumsum(present) - 1
+    return touched, remap[rows]
 
 
 def _gather(arena: np.ndarray, offset: np.ndarray, length: np.ndarray, width: int) -> np.ndarray:

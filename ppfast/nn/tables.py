@@ -1,20 +1,22 @@
 """Per-address parameters in tables indexed by row, with a row-wise Adam.
 
 One row per (address, instance, distribution kind) key seen in training; rows are added
-when new keys appear (capacity doubles, optimizer state grows with it).  A training step
-gathers the rows its minibatch touches into small leaf tensors, and the optimizer
-updates only those rows, so its cost follows the addresses a minibatch touches, not
-every address ever seen ("lazy" Adam: each row counts its own steps).
+when new keys appear (capacity doubles, optimizer state grows with it).  All per-address
+parameters of a row sit side by side in one [rows, width] storage, each named table a
+column range of it, so a training step is one gather of the rows its minibatch touches
+(a small leaf tensor that collects their gradients) and one row-wise Adam update of
+those rows: the optimizer's cost follows the addresses a minibatch touches, not every
+address ever seen ("lazy" Adam: each row counts its own steps).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+import threading
 
 import numpy as np
 import torch
 
-__all__ = ["AddressTables", "make_keys"]
+__all__ = ["AddressTables", "Rows", "make_keys"]
 
 _INSTANCE_LIMIT = (1 << 24) - 1
 
@@ -26,17 +28,31 @@ def make_keys(address: np.ndarray, instance: np.ndarray, kind: np.ndarray) -> np
     return a | i | kind.astype(np.uint64)
 
 
-class AddressTables:
-    """Tables of shape [rows, *shape] for each name in ``shapes``, on ``device``."""
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
 
-    def __init__(self, shapes: Dict[str, Tuple[int, ...]], device: torch.device, capacity: int = 64):
+
+class Rows(dict):
+    """Named views of gathered rows; ``flat`` is the leaf tensor they view."""
+
+    flat: torch.Tensor
+
+
+class AddressTables:
+    """Named tables of shape [rows, *shape] (``shapes``), stored side by side on ``device``."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], device: torch.device, capacity: int = 64):
         self.shapes = {k: tuple(v) for k, v in shapes.items()}
         self.device = torch.device(device)
+        self.lock = threading.Lock()  # growth vs. a training step on another thread
         self.n = 0
         self.capacity = 0
-        self.data: Dict[str, torch.Tensor] = {}
-        self.m: Dict[str, torch.Tensor] = {}
-        self.v: Dict[str, torch.Tensor] = {}
+        self.storage = torch.zeros(0, self.width, device=self.device)
+        self.m = torch.zeros_like(self.storage)
+        self.v = torch.zeros_like(self.storage)
         self.steps = torch.zeros(0, device=self.device)
         self._keys = np.zeros(0, dtype=np.uint64)  # sorted
         self._key_rows = np.zeros(0, dtype=np.int64)
@@ -45,28 +61,48 @@ class AddressTables:
         self.row_kind = np.zeros(0, dtype=np.int64)
         self._reserve(capacity)
 
+    # -- layout ------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return sum(_size(s) for s in self.shapes.values())
+
+    def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        off = 0
+        for name, shape in self.shapes.items():
+            size = _size(shape)
+            out[name] = flat[:, off:off + size].view((flat.shape[0],) + shape)
+            off += size
+        return out
+
+    @property
+    def data(self) -> dict[str, torch.Tensor]:
+        """Each table as a view of the storage ([capacity, *shape])."""
+        return self._views(self.storage)
+
     # -- rows -------------------------------------------------------------------------
     def _reserve(self, rows: int) -> None:
         if rows <= self.capacity:
             return
         cap = max(rows, 2 * self.capacity, 16)
-        for name, shape in self.shapes.items():
-            for store in (self.data, self.m, self.v):
-                new = torch.zeros((cap,) + shape, device=self.device)
-                if name in store:
-                    new[: self.n] = store[name][: self.n]
-                store[name] = new
-        steps = torch.zeros(cap, device=self.device)
-        steps[: self.n] = self.steps[: self.n]
-        self.steps = steps
-        self.capacity = cap
+        with self.lock:
+            for attr in ("storage", "m", "v"):
+                old = getattr(self, attr)
+                new = torch.zeros(cap, self.width, device=self.device)
+                new[: self.n] = old[: self.n]
+                setattr(self, attr, new)
+            steps = torch.zeros(cap, device=self.device)
+            steps[: self.n] = self.steps[: self.n]
+            self.steps = steps
+            self.capacity = cap
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Rows of ``keys`` (-1 where unknown)."""
-        if len(self._keys) == 0:
+        known, rows = self._keys, self._key_rows
+        if len(known) == 0:
             return np.full(len(keys), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return np.where(self._keys[pos] == keys, self._key_rows[pos], -1)
+        pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        return np.where(known[pos] == keys, rows[pos], -1)
 
     def add(self, address: np.ndarray, instance: np.ndarray, kind: np.ndarray) -> np.ndarray:
         """Adds rows for the keys not known yet; returns the new rows."""
@@ -87,7 +123,7 @@ class AddressTables:
         all_keys = np.concatenate([self._keys, make_keys(address, instance, kind)])
         all_rows = np.concatenate([self._key_rows, rows])
         order = np.argsort(all_keys, kind="stable")
-        self._keys, self._key_rows = all_keys[order], all_rows[order]
+        self._key_rows, self._keys = all_rows[order], all_keys[order]
         self.n += len(rows)
         return rows
 
@@ -96,75 +132,84 @@ class AddressTables:
         shape = self.shapes[name]
         if shape[-1] >= width:
             return
-        new_shape = shape[:-1] + (width,)
-        for store in (self.data, self.m, self.v):
-            new = torch.zeros((self.capacity,) + new_shape, device=self.device)
-            new[..., : shape[-1]] = store[name]
-            store[name] = new
-        self.shapes[name] = new_shape
+        new_shapes = dict(self.shapes)
+        new_shapes[name] = shape[:-1] + (width,)
+        with self.lock:
+            for attr in ("storage", "m", "v"):
+                old = self._views(getattr(self, attr))
+                flat = torch.zeros(self.capacity, sum(_size(s) for s in new_shapes.values()), device=self.device)
+                self.shapes, saved = new_shapes, self.shapes
+                views = self._views(flat)
+                self.shapes = saved
+                for k, v in old.items():
+                    views[k][..., : v.shape[-1]] = v
+                setattr(self, attr, flat)
+            self.shapes = new_shapes
 
-    def to(self, device: torch.device) -> "AddressTables":
+    def to(self, device: torch.device) -> AddressTables:
         self.device = torch.device(device)
-        for store in (self.data, self.m, self.v):
-            for k in store:
-                store[k] = store[k].to(self.device)
-        self.steps = self.steps.to(self.device)
+        for attr in ("storage", "m", "v", "steps"):
+            setattr(self, attr, getattr(self, attr).to(self.device))
         return self
 
     # -- training ----------------------------------------------------------------------
-    def gather(self, rows: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Leaf copies of the touched rows (the step's gradients land on these)."""
-        return {k: t.index_select(0, rows).requires_grad_() for k, t in self.data.items()}
+    def gather(self, rows: torch.Tensor) -> Rows:
+        """Leaf copy of the touched rows (the step's gradients land on it), as named views."""
+        with self.lock:
+            flat = self.storage.index_select(0, rows).requires_grad_()
+        out = Rows(self._views(flat))
+        out.flat = flat
+        return out
 
     @torch.no_grad()
-    def adam(self, rows: torch.Tensor, local: Dict[str, torch.Tensor], lr: float, betas: Tuple[float, float] = (0.9, 0.999),
+    def adam(self, rows: torch.Tensor, local: Rows, lr: float, betas: tuple[float, float] = (0.9, 0.999),
              eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         """One Adam step on ``rows`` with the gradients of the gathered ``local`` rows."""
+        g = local.flat.grad
+        if g is None:
+            return
         b1, b2 = betas
-        st = self.steps.index_select(0, rows) + 1
-        self.steps.index_copy_(0, rows, st)
-        bc1 = 1 - torch.pow(b1, st)
-        bc2 = 1 - torch.pow(b2, st)
-        for name, leaf in local.items():
-            g = leaf.grad
-            if g is None:
-                continue
-            if weight_decay:
-                g = g + weight_decay * leaf.detach()
-            view = (-1,) + (1,) * (g.dim() - 1)
-            m = self.m[name].index_select(0, rows).mul_(b1).add_(g, alpha=1 - b1)
-            v = self.v[name].index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
-            self.m[name].index_copy_(0, rows, m)
-            self.v[name].index_copy_(0, rows, v)
-            step = (m / bc1.view(view)).div_((v / bc2.view(view)).sqrt_().add_(eps)).mul_(lr)
-            self.data[name].index_copy_(0, rows, leaf.detach() - step)
+        leaf = local.flat.detach()
+        if weight_decay:
+            g = g + weight_decay * leaf
+        with self.lock:
+            st = self.steps.index_select(0, rows) + 1
+            self.steps.index_copy_(0, rows, st)
+            m = self.m.index_select(0, rows).mul_(b1).add_(g, alpha=1 - b1)
+            v = self.v.index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
+            self.m.index_copy_(0, rows, m)
+            self.v.index_copy_(0, rows, v)
+            bc1 = (1 - torch.pow(b1, st)).unsqueeze(1)
+            bc2 = (1 - torch.pow(b2, st)).unsqueeze(1)
+            step = (m / bc1).div_((v / bc2).sqrt_().add_(eps)).mul_(lr)
+            self.storage.index_copy_(0, rows, leaf - step)
 
     @torch.no_grad()
-    def sgd(self, rows: torch.Tensor, local: Dict[str, torch.Tensor], lr: float) -> None:
-        for name, leaf in local.items():
-            if leaf.grad is not None:
-                self.data[name].index_copy_(0, rows, leaf.detach() - lr * leaf.grad)
+    def sgd(self, rows: torch.Tensor, local: Rows, lr: float) -> None:
+        if local.flat.grad is not None:
+            with self.lock:
+                self.storage.index_copy_(0, rows, local.flat.detach() - lr * local.flat.grad)
 
     # -- saving ------------------------------------------------------------------------
-    def state(self) -> Dict[str, torch.Tensor]:
+    def state(self) -> dict[str, torch.Tensor]:
         return {k: t[: self.n].detach().cpu().contiguous() for k, t in self.data.items()}
 
-    def load_state(self, tensors: Dict[str, torch.Tensor], address: np.ndarray, instance: np.ndarray,
+    def load_state(self, tensors: dict[str, torch.Tensor], address: np.ndarray, instance: np.ndarray,
                    kind: np.ndarray) -> None:
-        for k, t in tensors.items():
-            self.shapes[k] = tuple(t.shape[1:])
-        self.data, self.m, self.v = {}, {}, {}
+        if set(tensors) != set(self.shapes):
+            raise ValueError(f"inference network file: tables {sorted(tensors)}, expected {sorted(self.shapes)}")
+        self.shapes = {k: tuple(tensors[k].shape[1:]) for k in self.shapes}
         self.n = self.capacity = 0
+        self.storage = torch.zeros(0, self.width, device=self.device)
+        self.m, self.v = torch.zeros_like(self.storage), torch.zeros_like(self.storage)
+        self.steps = torch.zeros(0, device=self.device)
         self._keys = np.zeros(0, dtype=np.uint64)
         self._key_rows = np.zeros(0, dtype=np.int64)
         self.row_address = self.row_instance = self.row_kind = np.zeros(0, dtype=np.int64)
-        self.steps = torch.zeros(0, device=self.device)
         self._reserve(max(len(address), 16))
         if len(np.unique(make_keys(address, instance, kind))) != len(address):
             raise ValueError("inference network file: duplicate address rows")
         self._append(address, instance, kind)
+        views = self.data
         for k, t in tensors.items():
-            self.data[k][: self.n] = t.to(self.device)
-
-    def rows_of(self, rows: np.ndarray) -> List[Tuple[int, int, int]]:
-        return [(int(self.row_address[r]), int(self.row_instance[r]), int(self.row_kind[r])) for r in rows]
+            views[k][: self.n] = t.to(self.device)

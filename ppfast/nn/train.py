@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,8 +24,9 @@ from ..trace import TraceBatch, address_name
 from .data import StepData, observe_names_of
 from .embeddings import normalize_spec
 from .network import DEFAULTS, InferenceNetwork
+from .tables import Rows
 
-__all__ = ["learn_inference_network", "save_inference_network", "load_inference_network", "TrainingError"]
+__all__ = ["TrainingError", "learn_inference_network", "load_inference_network", "save_inference_network"]
 
 _PREFETCH = True  # simulate ahead on a thread (embedded simulators)
 
@@ -65,7 +67,7 @@ def _simulator(model: Any, seed: int, prior_inflation: float) -> Callable[[int, 
     raise TrainingError(f"prior_inflation is supported for Python and embedded models, not {type(model).__name__}")
 
 
-def _dataset_batches(dataset: Any) -> List[TraceBatch]:
+def _dataset_batches(dataset: Any) -> list[TraceBatch]:
     if isinstance(dataset, TraceBatch):
         return [dataset]
     try:
@@ -83,8 +85,8 @@ def _dataset_batches(dataset: Any) -> List[TraceBatch]:
 # --------------------------------------------------------------------------- network set-up
 
 
-def _observe_layout(batch: TraceBatch, observe_embeddings: Optional[Dict[str, Any]],
-                    observe_embedding_dim: int) -> Tuple[List[str], List[int], Dict[str, Dict[str, Any]]]:
+def _observe_layout(batch: TraceBatch, observe_embeddings: dict[str, Any] | None,
+                    observe_embedding_dim: int) -> tuple[list[str], list[int], dict[str, dict[str, Any]]]:
     found = [(address_name(i), n) for i, n in observe_names_of(batch)]
     sizes = dict(found)
     if observe_embeddings:
@@ -102,9 +104,16 @@ def _observe_layout(batch: TraceBatch, observe_embeddings: Optional[Dict[str, An
 
 
 def _step_data(net: InferenceNetwork, batch: TraceBatch) -> StepData:
+    """The network's view of a batch, kept on the batch for reuse (offline epochs)."""
     from ..primitives import name_id
 
-    return StepData(batch, [(name_id(n), s) for n, s in zip(net.observe_names, net.observe_sizes)])
+    layout = [(name_id(n), s) for n, s in zip(net.observe_names, net.observe_sizes)]
+    cached = getattr(batch, "_ppfast_steps", None)
+    if cached is not None and cached[0] == layout and cached[1] is net:
+        return cached[2]
+    data = StepData(batch, layout)
+    batch._ppfast_steps = (layout, net, data)  # type: ignore[attr-defined]
+    return data
 
 
 class _Optimizer:
@@ -113,6 +122,7 @@ class _Optimizer:
     def __init__(self, net: InferenceNetwork, kind: str, lr: float, weight_decay: float):
         self.net, self.kind, self.lr, self.weight_decay = net, kind, lr, weight_decay
         params = list(net.parameters())
+        self.dense: torch.optim.Optimizer
         if kind == "adam":
             try:
                 self.dense = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -123,7 +133,7 @@ class _Optimizer:
         else:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {kind!r}")
 
-    def step(self, rows: torch.Tensor, local: Dict[str, torch.Tensor]) -> None:
+    def step(self, rows: torch.Tensor, local: Rows) -> None:
         self.dense.step()
         if self.kind == "adam":
             self.net.tables.adam(rows, local, self.lr, weight_decay=self.weight_decay)
@@ -132,7 +142,7 @@ class _Optimizer:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: Optional[bool]):
+    def __init__(self, total: int, enabled: bool | None):
         from ..model import _Config
 
         enabled = _Config.progress if enabled is None else enabled
@@ -160,13 +170,13 @@ class _Progress:
 # --------------------------------------------------------------------------- training
 
 
-def learn_inference_network(model: Any, num_traces: Optional[int] = None, batch_size: int = 64,
-                            observe_embeddings: Optional[Dict[str, Any]] = None, dataset: Any = None,
+def learn_inference_network(model: Any, num_traces: int | None = None, batch_size: int = 64,
+                            observe_embeddings: dict[str, Any] | None = None, dataset: Any = None,
                             device: Any = "cpu", learning_rate: float = 1e-3, optimizer: str = "adam",
-                            weight_decay: float = 0.0, prior_inflation: Union[bool, float] = False,
-                            mixed_precision: Optional[bool] = None, seed: Optional[int] = None,
-                            progress: Optional[bool] = None, network: Optional[InferenceNetwork] = None,
-                            simulation_chunk: Optional[int] = None, **config: Any) -> InferenceNetwork:
+                            weight_decay: float = 0.0, prior_inflation: bool | float = False,
+                            mixed_precision: bool | None = None, seed: int | None = None,
+                            progress: bool | None = None, network: InferenceNetwork | None = None,
+                            simulation_chunk: int | None = None, **config: Any) -> InferenceNetwork:
     """Trains an inference network on ``num_traces`` traces, ``batch_size`` per step.
 
     Online (default): prior traces of ``model``.  Offline: ``dataset`` = a TraceBatch, a
@@ -226,7 +236,7 @@ def learn_inference_network(model: Any, num_traces: Optional[int] = None, batch_
     opt = _Optimizer(net, optimizer, float(learning_rate), float(weight_decay))
     bar = _Progress(num_traces, progress)
 
-    def minibatches() -> Iterator[Tuple[StepData, np.ndarray]]:
+    def minibatches() -> Iterator[tuple[StepData, np.ndarray]]:
         if offline:
             data = [_step_data(net, b) for b in batches]
             sizes_ = np.array([len(d.usable) for d in data], dtype=np.float64)
@@ -258,35 +268,60 @@ def learn_inference_network(model: Any, num_traces: Optional[int] = None, batch_
                 if pool is not None:
                     pool.shutdown(wait=True)
 
-    done = 0
-    fitted = net.traces_trained > 0
-    try:
+    def limited() -> Iterator[tuple[StepData, np.ndarray]]:
+        given = 0
         for data, ids in minibatches():
-            if done >= num_traces:
-                break
-            if len(ids) == 0:
-                continue
-            if not fitted:
-                net.observe.fit([torch.as_tensor(o[data.usable], device=dev) for o in data.observed])
-                fitted = True
-            mb = net.minibatch(data, ids)
+            if given >= num_traces:
+                return
+            if len(ids):
+                given += len(ids)
+                yield data, ids
+
+    # The first batch fixes the observation normalizers (before any minibatch is built).
+    if net.traces_trained == 0:
+        d0 = _step_data(net, first_batch if not offline else batches[0])
+        net.observe.fit([torch.as_tensor(o[d0.usable], device=dev) for o in d0.observed])
+
+    # On a GPU, the next minibatch is built while the device still runs the step before
+    # (kernel launches return at once; losses are read back only every few steps, since a
+    # read-back waits for the device).  A helper thread for it would cost more than it
+    # saves: it takes the GIL the launching thread needs between kernels.
+    gpu = dev.type != "cpu"
+    source = ((d, i, net.minibatch(d, i)) for d, i in limited())
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        values = torch.stack([v for _, v in pending]).float().cpu().tolist()
+        for (n, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise TrainingError(f"training loss is {value} after {n} traces; try a smaller learning_rate")
+            net.history.append((n, value))
+        bar.update(sum(pending_sizes), values[-1])
+        pending.clear()
+        pending_sizes.clear()
+
+    pending_sizes: list[int] = []
+    try:
+        for data, ids, mb in source:
             if mb.num_steps == 0:
                 raise TrainingError("the training traces have no controlled scalar sample sites to propose for")
             local = net.tables.gather(mb.rows)
             loss = net.loss(mb, local, autocast)
             opt.dense.zero_grad(set_to_none=True)
             loss.backward()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(f"training loss is {value} after {net.traces_trained} traces; try a smaller "
-                                    "learning_rate")
             opt.step(mb.rows, local)
-            n = len(ids)
-            done += n
-            net.traces_trained += n
-            net.history.append((net.traces_trained, value))
-            bar.update(n, value)
+            net.traces_trained += len(ids)
+            pending.append((net.traces_trained, loss.detach()))
+            pending_sizes.append(len(ids))
+            if not gpu or len(pending) >= 32:
+                flush()
+        flush()
     finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
         bar.close()
     net.eval()
     return net
@@ -295,7 +330,7 @@ def learn_inference_network(model: Any, num_traces: Optional[int] = None, batch_
 # --------------------------------------------------------------------------- files
 
 
-def save_inference_network(net: InferenceNetwork, path: Union[str, Path]) -> Path:
+def save_inference_network(net: InferenceNetwork, path: str | Path) -> Path:
     """Writes ``path`` (a torch file: {'state_dict': tensors, 'metadata': JSON string},
     loadable with ``torch.load(path, weights_only=True)``) and ``path + '.json'`` (the
     same metadata, for people and tools)."""
@@ -307,7 +342,7 @@ def save_inference_network(net: InferenceNetwork, path: Union[str, Path]) -> Pat
     return path
 
 
-def load_inference_network(path: Union[str, Path], observe_embeddings: Optional[Dict[str, Any]] = None,
+def load_inference_network(path: str | Path, observe_embeddings: dict[str, Any] | None = None,
                            device: Any = "cpu") -> InferenceNetwork:
     """Loads a network saved by :func:`save_inference_network` (``weights_only=True``).
     A user ``torch.nn.Module`` embedding is not in the file: pass it again in

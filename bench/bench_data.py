@@ -95,22 +95,48 @@ class RankPool:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_SPIN = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(6_000_000): s += i\n"
+
+
+def cpu_ceiling() -> float:
+    """How much faster this machine runs two copies of a CPU-bound loop than one, right now
+    (2 x t(one) / t(two at once)): the best any 2-rank speedup can be while other work
+    shares the cores.  2.0 on two idle cores."""
+    def wall(copies: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(copies)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    wall(1)  # page in the interpreter
+    return 2 * wall(1) / wall(2)
+
+
 def _scaling_case(model: str, mode: str, step: int, per_file: int) -> Case:
     pools: Dict[int, RankPool] = {}
+    ceilings: List[float] = []
 
     def side(ranks: int):
         def setup() -> Runner:
-            pools[ranks] = RankPool(ranks, model, per_file, mode)
-            return pools[ranks]
+            pool = RankPool(ranks, model, per_file, mode)
+            for _ in range(2):  # warm-up (allocations, files, page cache) outside the calibration
+                pool(step)
+            pool.inner.clear()
+            pools[ranks] = pool
+            ceilings.append(cpu_ceiling())
+            return pool
 
         return setup
 
     def extra() -> Dict[str, Any]:
         out: Dict[str, Any] = {"model": model, "threads_per_rank": 1}
         if 1 in pools and 2 in pools and pools[1].inner and pools[2].inner:
-            # The last 3 calls are the timed ones (the earlier ones calibrated n).
-            r1, r2 = statistics.median(pools[1].inner[-3:]), statistics.median(pools[2].inner[-3:])
+            # The ranks' own clocks over the timed calls (the last ones; earlier ones calibrated n).
+            r1, r2 = statistics.median(pools[1].inner[-5:]), statistics.median(pools[2].inner[-5:])
             out["eff_inner"] = r2 / (2 * r1)
+        ceilings.append(cpu_ceiling())
+        out["cpu_2proc_speedup"] = statistics.mean(ceilings)
         for p in pools.values():
             p.close()
         return out
@@ -220,7 +246,22 @@ def dataset_read() -> Case:
         count = sum(len(t.variables) for t in ds)
         views = len(ds) / (time.perf_counter() - start)
         _close_pyprob_shelves()
-        return {"traces": READ_TRACES, "batch": READ_BATCH, "trace_views_per_s": round(views), "vars": count}
+        # At scale: 1M embedded-GUM traces in 4 files, minibatches of 128, in order and
+        # shuffled + grouped by trace type (gathered copies).
+        import ppfast.examples
+
+        big = ppfast.examples.load("gum", threads=1).save_dataset(tmp / "big", 1_000_000, traces_per_file=250_000,
+                                                                  seed=2, progress=False)
+        rates = {}
+        for label, kwargs in (("seq", {}), ("shuffled", {"shuffle": True, "seed": 1, "group_by_trace_type": True})):
+            start = time.perf_counter()
+            ds = TraceDataset(big)
+            for batch in ds.batches(READ_BATCH, **kwargs):
+                _touch_batch(batch)
+            rates[f"{label}_1M_per_s"] = round(len(ds) / (time.perf_counter() - start))
+        shutil.rmtree(big, ignore_errors=True)
+        return {"traces": READ_TRACES, "batch": READ_BATCH, "trace_views_per_s": round(views), "vars": count,
+                **rates}
 
     return Case(ppfast=ppfast, baseline=baseline, n_ppfast=READ_TRACES, n_baseline=READ_TRACES, extra=extra)
 

@@ -115,7 +115,8 @@ uint32_t Recorder::next_instance(uint32_t address, bool replace, uint64_t record
   return instances_[address]++;
 }
 
-void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance,
+// flatten: inline the thirteen column appends (GCC otherwise calls out for each).
+__attribute__((flatten)) void Recorder::append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance,
                       uint32_t name, const double* value, uint32_t n, double log_prob) {
   // Grow every record column at once, so the push_backs below never reallocate.
   const size_t size = out_.rec_trace.size();
@@ -173,6 +174,17 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
     }
     log_correction_ += lp - log_q;
     rflags |= kProposed;
+  } else if (d.kind == DistKind::Normal && d.size == 1) {
+    // The most common site, fused; log(stddev) is cached across draws (same arithmetic
+    // as log_prob, so the result is bit-identical).
+    const double mean = d.params[0], sd = d.params[1];
+    out[0] = mean + sd * rng_.normal();
+    if (sd != cached_sd_) {
+      cached_sd_ = sd;
+      cached_log_sd_ = std::log(sd);
+    }
+    const double z = (out[0] - mean) / sd;
+    lp = -0.5 * z * z - cached_log_sd_ - 0.918938533204672741780329736406;  // log(sqrt(2 pi))
   } else {
     ppfast::sample(d, rng_, out);
     lp = log_prob(d, out);

@@ -90,6 +90,7 @@ class Recorder {
   std::vector<uint64_t> last_replace_;  // record index + 1 of the last replace draw
   std::vector<uint32_t> touched_;
   std::vector<double> scratch_;
+  double cached_sd_ = 1.0, cached_log_sd_ = 0.0;  // log(stddev) of the last Normal draw
 };
 
 /// The recorder of the calling thread (nullptr outside a run).

@@ -113,10 +113,10 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
         threads: int | None = None, stack_bytes: int = 1 << 20, **kwargs: Any) -> TraceBatch:
     """Guided importance sampling: ``num_traces`` traces with log-weights log p - log q.
 
-    ``slots``: executions in flight (the batch of one network step; default 256 for
-    embedded simulators, 64 for Python models); ``threads``: worker threads for embedded
-    simulators (default: the model's); ``stack_bytes``: stack reserved per embedded
-    execution; ``network``: an InferenceNetwork (default: the model's)."""
+    ``slots``: executions in flight (the batch of one network step; default 256);
+    ``threads``: worker threads for embedded simulators (default: the model's);
+    ``stack_bytes``: stack reserved per embedded execution; ``network``: an
+    InferenceNetwork (default: the model's).  The network runs on its own device."""
     from ..model import BaseModel, Model, _Progress, next_seed, observation_map
     from ..models.native import NativeModel
 
@@ -137,7 +137,7 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     native = isinstance(model, NativeModel)
     if not native and not isinstance(model, Model):
         raise PpfastError(f"guided inference runs embedded and Python models; {type(model).__name__} is not supported")
-    k = int(slots or (256 if native else 64))
+    k = int(slots or 256)
     if k < 1:
         raise ValueError(f"slots must be >= 1, got {k}")
     server = ProposalServer(net, k, observe)

@@ -144,9 +144,10 @@ class StepData:
             vals = np.zeros((n_traces, length), dtype=np.float32)
             if length == 1:
                 vals[rec["trace"][sel], 0] = rec["value"][sel]
-            else:
-                vals[rec["trace"][sel]] = _gather_rows(batch.arenas["values"], rec["value_offset"][sel].astype(np.int64),
-                                                       lens.astype(np.int64), length, 0.0)
+            else:  # one copy per trace: an index array per element would dwarf big tensors
+                arena = batch.arenas["values"]
+                for tr_, off in zip(rec["trace"][sel].tolist(), rec["value_offset"][sel].tolist()):
+                    vals[tr_] = arena[off:off + length]
             self.observed.append(vals)
 
     def keys(self, steps: np.ndarray, instances: bool) -> np.ndarray:

@@ -28,8 +28,6 @@ from .tables import Rows
 
 __all__ = ["TrainingError", "learn_inference_network", "load_inference_network", "save_inference_network"]
 
-_PREFETCH = True  # simulate ahead on a thread (embedded simulators)
-
 
 class TrainingError(PpfastError, RuntimeError):
     """Training cannot go on (no latent sites, loss not finite, ...)."""
@@ -172,7 +170,7 @@ class _Progress:
 
 def learn_inference_network(model: Any, num_traces: int | None = None, batch_size: int = 64,
                             observe_embeddings: dict[str, Any] | None = None, dataset: Any = None,
-                            device: Any = "cpu", learning_rate: float = 1e-3, optimizer: str = "adam",
+                            device: Any = None, learning_rate: float = 1e-3, optimizer: str = "adam",
                             weight_decay: float = 0.0, prior_inflation: bool | float = False,
                             mixed_precision: bool | None = None, seed: int | None = None,
                             progress: bool | None = None, network: InferenceNetwork | None = None,
@@ -183,7 +181,9 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     list of them, or any object with ``__len__`` / ``__getitem__`` giving TraceBatches
     (``num_traces`` defaults to one pass).  ``prior_inflation``: True (factor 3) or a
     factor by which Normal / LogNormal scales widen, with uniform Categorical and
-    Bernoulli draws, for broader training data.  Network sizes (PyProb's defaults):
+    Bernoulli draws, for broader training data.  ``device``: 'cpu' or 'cuda' (default:
+    where ``network`` is, else 'cpu'); bf16 autocast on CUDA unless
+    ``mixed_precision=False``.  Network sizes (PyProb's defaults):
     ``lstm_dim=512, lstm_depth=1, address_embedding_dim=64,
     distribution_type_embedding_dim=8, sample_embedding_dim=4, observe_embedding_dim=256,
     proposal_mixture_components=10, proposal_dim=64, address_instances=True``.
@@ -198,7 +198,8 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = _device(device)
+    # A network goes on training where it is unless a device is named.
+    dev = _device(device if device is not None else (network.device if network is not None else "cpu"))
     autocast = (dev.type == "cuda") if mixed_precision is None else bool(mixed_precision)
     if autocast and dev.type != "cuda":
         autocast = False  # bf16 autocast pays off on GPUs; on CPU it only slows the LSTM
@@ -221,6 +222,9 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
         chunk = int(simulation_chunk or max(batch_size, min(16 * batch_size, 8192)))
         chunk = max(batch_size, chunk // batch_size * batch_size)
         first_batch = simulate(0, min(chunk, max(int(num_traces), batch_size)))
+        if simulation_chunk is None:  # big observed tensors: keep a chunk's values near 64 MB
+            per_trace = 8 * max(1, int(first_batch.arenas["values"].size) // max(len(first_batch), 1))
+            chunk = max(batch_size, min(chunk, (64 << 20) // per_trace // batch_size * batch_size))
     num_traces = int(num_traces)
     if num_traces < 1:
         raise ValueError(f"num_traces must be >= 1, got {num_traces}")
@@ -252,7 +256,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
             # Embedded simulators run without the GIL: simulate the next chunk while training
             # on this one.  A Python model would hold the GIL the training step needs between
             # its kernels, so it simulates in line.
-            pool = ThreadPoolExecutor(1) if _PREFETCH and hasattr(model, "_native") else None
+            pool = ThreadPoolExecutor(1) if hasattr(model, "_native") else None
             try:
                 first = len(first_batch)
                 current = first_batch

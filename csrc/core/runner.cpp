@@ -77,27 +77,21 @@ double execute(ppfast_model_fn fn, Recorder& r) {
 void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
                 const Observations* observations, TraceBatch& out, const PolicyFactory& policies) {
   const size_t workers = static_cast<size_t>(pool.size());
-  // Enough chunks to balance load, few enough that merging stays cheap.
-  const uint64_t chunk = std::max<uint64_t>(1024, (count + 4 * workers - 1) / (4 * workers));
+  // One contiguous chunk per worker: chunk 0 is recorded straight into `out` and only the
+  // others are appended afterwards, so most of the data is written once.
+  const uint64_t chunk = std::max<uint64_t>(1024, (count + workers - 1) / workers);
   const size_t nchunks = static_cast<size_t>((count + chunk - 1) / chunk);
-  if (nchunks <= 1 || workers == 1) {
-    std::unique_ptr<Policy> policy = policies ? policies(0) : nullptr;
-    Recorder r(out, observations, seed, policy.get());
-    RecorderScope scope(&r);
-    for (uint64_t i = first; i < first + count; ++i) {
-      r.begin_trace(i);
-      double result = execute(fn, r);
-      r.end_trace(result);
-    }
-    return;
-  }
   std::vector<std::shared_ptr<TraceBatch>> parts(nchunks);
   std::vector<std::unique_ptr<Policy>> worker_policies(workers);
   if (policies)
     for (size_t w = 0; w < workers; ++w) worker_policies[w] = policies(static_cast<int>(w));
-  pool.run(nchunks, [&](size_t c, int worker) {
-    parts[c] = BatchPool::global().acquire();
-    Recorder r(*parts[c], observations, seed, worker_policies[worker].get());
+  auto run_chunk = [&](size_t c, int worker) {
+    TraceBatch* target = &out;
+    if (c > 0) {
+      parts[c] = BatchPool::global().acquire();
+      target = parts[c].get();
+    }
+    Recorder r(*target, observations, seed, worker_policies[worker].get());
     RecorderScope scope(&r);
     const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
     for (uint64_t i = begin; i < end; ++i) {
@@ -105,11 +99,16 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
       double result = execute(fn, r);
       r.end_trace(result);
     }
-  });
+  };
+  if (nchunks <= 1 || workers == 1) {
+    for (size_t c = 0; c < nchunks; ++c) run_chunk(c, 0);
+  } else {
+    pool.run(nchunks, run_chunk);
+  }
   size_t traces = 0, records = 0;
-  for (auto& p : parts) traces += p->num_traces(), records += p->num_records();
-  out.reserve(out.num_traces() + traces, out.num_records() + records);
-  for (auto& p : parts) out.append(*p);
+  for (size_t c = 1; c < nchunks; ++c) traces += parts[c]->num_traces(), records += parts[c]->num_records();
+  if (traces) out.reserve(out.num_traces() + traces, out.num_records() + records);
+  for (size_t c = 1; c < nchunks; ++c) out.append(*parts[c]);
 }
 
 }  // namespace ppfast

@@ -147,7 +147,7 @@ def _scaling_case(model: str, mode: str, step: int, per_file: int) -> Case:
 @benchmark("mpi_generate_gum", unit="traces/s", target=1.8, baseline="1 rank")
 def mpi_generate_gum() -> Case:
     """Simulating only (embedded GUM, 1 thread per rank): 2 ranks vs 1."""
-    return _scaling_case("gum", "simulate", 200_000, 1_000_000)
+    return _scaling_case("gum", "simulate", 200_000, 250_000)
 
 
 @benchmark("mpi_save_dataset_gum", unit="traces/s", target=1.8, baseline="1 rank")

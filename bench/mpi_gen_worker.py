@@ -5,7 +5,7 @@ Started as ``mpiexec -n R python bench/mpi_gen_worker.py MODEL OUT_DIR TRACES_PE
 [MODE]``; rank 0 prints ``ready``, then reads one command per line from stdin: a number
 ``n`` (every rank writes its share of an ``n``-trace dataset under OUT_DIR; rank 0 answers
 ``done <seconds>``) or ``quit``.  MODE: ``save`` (simulate and write shards, the default)
-or ``simulate`` (simulate only, nothing written).  The ranks wait for commands by
+or ``simulate`` (simulate only, in batches of TRACES_PER_FILE, nothing written).  The ranks wait for commands by
 polling with short sleeps, so an idle pool leaves the cores to whatever is being timed.
 """
 
@@ -29,8 +29,11 @@ def main() -> None:
 
     def run(n: int) -> None:
         if mode == "simulate":
+            # The rank's share in shard-sized batches, dropped as they come (as save does,
+            # minus the writing): memory is reused instead of growing with n.
             first, count = dist.share(n, w.rank, w.size)
-            model.simulate(count, seed=1, first=first)
+            for start in range(first, first + count, per_file):
+                model.simulate(min(per_file, first + count - start), seed=1, first=start)
             w.barrier()
         else:
             model.save_dataset(out, n, traces_per_file=per_file, seed=1, overwrite=True)

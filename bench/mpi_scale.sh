@@ -20,7 +20,10 @@ MODE=${MODE:-save}
 TRACES=${TRACES:-2000000}
 PER_FILE=${PER_FILE:-250000}
 REPEATS=${REPEATS:-3}
-OUT=${OUT:-$(mktemp -d)}
+if [ -z "${OUT:-}" ]; then
+  OUT=$(mktemp -d)
+  trap 'rm -rf "$OUT"' EXIT  # our own scratch directory only
+fi
 PY=${PYTHON:-python3}
 if [ -z "${MPIEXEC:-}" ]; then
   MPIEXEC=$("$PY" -c 'import pathlib, shutil, sys

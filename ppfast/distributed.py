@@ -303,10 +303,7 @@ def posterior(model: Any, num_traces: int, inference_engine: Any = None, observe
 def posterior_results(model: Any, num_traces: int, inference_engine: Any = None,
                       observe: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Optional[Empirical]:
     """Distributed posterior over the model's results: one Empirical on rank 0 (values,
-    log-weights, and ``post['name']`` for any variable), None on the other ranks.
-
-    >>> post = posterior_results(model, 100_000, observe={"obs0": 8, "obs1": 9}, seed=1)  # doctest: +SKIP
-    """
+    log-weights, and ``post['name']`` for any variable), None on the other ranks."""
     batch = posterior_batch(model, num_traces, inference_engine, observe=observe, **kwargs)
     if batch is None:
         return None

@@ -1,12 +1,11 @@
-"""Reading trace datasets: memory-mapped, zero-copy, shard by shard.
+"""Reading trace datasets: memory-mapped, zero-copy, shard by shard::
 
->>> ds = TraceDataset("traces/")                                   # doctest: +SKIP
->>> len(ds), ds.num_shards                                         # doctest: +SKIP
-(1000000, 10)
->>> shard = ds.shard(0)     # a ColumnBatch: .records / .traces / .arenas numpy views of the file
->>> for batch in ds.batches(1024, shuffle=True, seed=0, group_by_trace_type=True):
-...     train_step(batch)                                          # doctest: +SKIP
->>> loader = ds.dataloader(1024, num_workers=2)                    # torch.utils.data.DataLoader
+    ds = TraceDataset("traces/")
+    len(ds), ds.num_shards              # (1000000, 10)
+    shard = ds.shard(0)                 # ColumnBatch: .records / .traces / .arenas views of the files
+    for batch in ds.batches(1024, shuffle=True, seed=0, group_by_trace_type=True):
+        train_step(batch)
+    loader = ds.dataloader(1024, num_workers=2)   # a torch.utils.data.DataLoader of ColumnBatch
 """
 
 from __future__ import annotations

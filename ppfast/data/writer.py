@@ -67,12 +67,10 @@ def save_dataset(model: Any, dataset_dir: Union[str, Path], num_traces: int, tra
     and rank 0 writes the manifest; every rank must make the same call.  ``on_error``:
     'raise', or 'skip' (failed traces are kept with their error).  Results that are not
     numbers (Python objects) are not stored: the ``result`` column holds NaN for them.
-    Returns the dataset directory.
+    Returns the dataset directory::
 
-    >>> import ppfast.examples
-    >>> path = ppfast.examples.load("gum").save_dataset(tmp_dir, 1000, traces_per_file=250, seed=1)  # doctest: +SKIP
-    >>> len(ppfast.data.TraceDataset(path))  # doctest: +SKIP
-    1000
+        path = ppfast.examples.load("gum").save_dataset("gum-traces", 1000, traces_per_file=250, seed=1)
+        len(ppfast.data.TraceDataset(path))     # 1000
     """
     from ..distributed import _agree, world
     from ..model import _Progress, next_seed

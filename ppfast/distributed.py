@@ -1,5 +1,6 @@
 """Scale-out over MPI (mpi4py, launched by ``mpiexec``): distributed trace generation and
-distributed importance sampling.
+distributed importance sampling, plain or guided by an inference network (data-parallel
+training of the network itself: :mod:`ppfast.nn.distributed`).
 
 Each rank runs a contiguous share of the trace numbers ``[0, num_traces)``; trace ``i``
 uses RNG stream ``i`` of the seed on whichever rank runs it, so the union over ranks
@@ -13,6 +14,9 @@ Run a script under ``mpiexec -n 4 python script.py``::
     post = dist.posterior_results(model, 1_000_000, observe={"obs0": 8, "obs1": 9}, seed=2)
     if dist.rank() == 0:
         print(post.mean, post["mu"].stddev)          # the other ranks get None
+    model.learn_inference_network(500_000, batch_size=128)  # data-parallel: the same network on every rank
+    post = dist.posterior_results(model, 100_000, ppfast.InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK,
+                                  observe={"obs0": 8, "obs1": 9}, seed=3)
 
 mpi4py is imported only when the process was started by an MPI launcher (``PMI_SIZE``,
 ``OMPI_COMM_WORLD_SIZE``, ...), or already imported by the caller; otherwise the world
@@ -273,15 +277,9 @@ def posterior_batch(model: Any, num_traces: int, inference_engine: Any = None, o
         if engine == InferenceEngine.IMPORTANCE_SAMPLING:
             return model.simulate(count, observe=observe, seed=args["seed"], first=first, progress=show,
                                   on_error=on_error, required=True, desc="Importance sampling")
-        import inspect
-
         from . import inference
-        from .inference import guided
 
-        # Each rank must start at its own trace number, or every rank would repeat traces 0, 1, ...
-        if "first" not in inspect.signature(guided.run).parameters:
-            raise NotImplementedError("distributed IC-guided importance sampling needs guided.run(..., first=) "
-                                      "to start at a given trace number; this version lacks it")
+        # Guided: rank r runs trace numbers [first, first + count) with its copy of the network.
         return inference.run(model, engine, count, observe=observe, seed=args["seed"], first=first,
                              progress=show, on_error=on_error, **kwargs)
 

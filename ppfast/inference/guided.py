@@ -110,9 +110,11 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
 
 def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed: int | None = None,
         progress: bool | None = None, on_error: str = "raise", network: Any = None, slots: int | None = None,
-        threads: int | None = None, stack_bytes: int = 1 << 20, **kwargs: Any) -> TraceBatch:
+        threads: int | None = None, stack_bytes: int = 1 << 20, first: int = 0, **kwargs: Any) -> TraceBatch:
     """Guided importance sampling: ``num_traces`` traces with log-weights log p - log q.
 
+    ``first``: the number of the first trace (trace ``i`` draws from RNG stream ``i`` of
+    the seed), so that ranks or jobs run disjoint ranges of one seed's traces;
     ``slots``: executions in flight (the batch of one network step; default 256);
     ``threads``: worker threads for embedded simulators (default: the model's);
     ``stack_bytes``: stack reserved per embedded execution; ``network``: an
@@ -131,6 +133,9 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
         raise ValueError(f"num_traces must be >= 0, got {num_traces}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    first = int(first)
+    if first < 0:
+        raise ValueError(f"first must be >= 0, got {first}")
     observe = dict(observe or {})
     seed = next_seed(seed)
     obs_map = observation_map(observe)
@@ -151,9 +156,10 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
             n = min(chunk, num_traces - done)
             if native:
                 obs = _core.Observations(obs_map, True)
-                part = _run_native(model, server, seed, done, n, obs, k, int(threads or model.threads), stack_bytes)
+                part = _run_native(model, server, seed, first + done, n, obs, k, int(threads or model.threads),
+                                   stack_bytes)
             else:
-                part = _run_python(model, server, seed, done, n, obs_map, k, on_error == "skip")
+                part = _run_python(model, server, seed, first + done, n, obs_map, k, on_error == "skip")
             parts.append(part)
             done += n
             bar.update(n)

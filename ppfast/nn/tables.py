@@ -163,14 +163,18 @@ class AddressTables:
 
     @torch.no_grad()
     def adam(self, rows: torch.Tensor, local: Rows, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-             eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        """One Adam step on ``rows`` with the gradients of the gathered ``local`` rows."""
+             eps: float = 1e-8, weight_decay: float = 0.0, trust_ratio: bool = False) -> None:
+        """One Adam step on ``rows`` with the gradients of the gathered ``local`` rows.
+
+        ``trust_ratio``: LAMB -- each row's step in each named table is rescaled by
+        ||weights|| / ||update|| of that row and table (the per-address analogue of
+        LAMB's per-layer ratio), with decoupled weight decay."""
         g = local.flat.grad
         if g is None:
             return
         b1, b2 = betas
         leaf = local.flat.detach()
-        if weight_decay:
+        if weight_decay and not trust_ratio:
             g = g + weight_decay * leaf
         with self.lock:
             st = self.steps.index_select(0, rows) + 1
@@ -181,8 +185,21 @@ class AddressTables:
             self.v.index_copy_(0, rows, v)
             bc1 = (1 - torch.pow(b1, st)).unsqueeze(1)
             bc2 = (1 - torch.pow(b2, st)).unsqueeze(1)
-            step = (m / bc1).div_((v / bc2).sqrt_().add_(eps)).mul_(lr)
-            self.storage.index_copy_(0, rows, leaf - step)
+            step = (m / bc1).div_((v / bc2).sqrt_().add_(eps))
+            if trust_ratio:
+                if weight_decay:
+                    step.add_(leaf, alpha=weight_decay)
+                step.mul_(self._trust(leaf, step))
+            self.storage.index_copy_(0, rows, leaf - step.mul_(lr))
+
+    def _trust(self, w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """[rows, width] factors ||w|| / ||u|| per row and named table (1 where either is 0)."""
+        sizes = torch.tensor([_size(s) for s in self.shapes.values()], device=w.device)
+        seg = torch.repeat_interleave(torch.arange(len(sizes), device=w.device), sizes)
+        w2 = torch.zeros(w.shape[0], len(sizes), device=w.device).index_add_(1, seg, w * w)
+        u2 = torch.zeros_like(w2).index_add_(1, seg, u * u)
+        ratio = torch.where((w2 > 0) & (u2 > 0), (w2 / u2.clamp_min(1e-30)).sqrt(), torch.ones_like(w2))
+        return ratio.index_select(1, seg)
 
     @torch.no_grad()
     def sgd(self, rows: torch.Tensor, local: Rows, lr: float) -> None:
@@ -193,6 +210,19 @@ class AddressTables:
     # -- saving ------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
         return {k: t[: self.n].detach().cpu().contiguous() for k, t in self.data.items()}
+
+    def moments(self) -> dict[str, torch.Tensor]:
+        """The row-wise optimizer's state of the rows in use: m, v [rows, width], steps [rows]."""
+        return {k: getattr(self, k)[: self.n].detach().cpu().contiguous() for k in ("m", "v", "steps")}
+
+    def set_moments(self, m: torch.Tensor, v: torch.Tensor, steps: torch.Tensor) -> None:
+        if m.shape != (self.n, self.width) or v.shape != m.shape or steps.shape != (self.n,):
+            raise ValueError(f"optimizer state of the address tables: shapes {tuple(m.shape)}, {tuple(v.shape)}, "
+                             f"{tuple(steps.shape)}; expected ({self.n}, {self.width}) and ({self.n},)")
+        with self.lock:
+            self.m[: self.n] = m.to(self.device)
+            self.v[: self.n] = v.to(self.device)
+            self.steps[: self.n] = steps.to(self.device)
 
     def load_state(self, tensors: dict[str, torch.Tensor], address: np.ndarray, instance: np.ndarray,
                    kind: np.ndarray) -> None:

@@ -4,12 +4,16 @@ and saving / loading it.
 Online: the model simulates prior traces (on its C++ worker threads for embedded
 simulators) in chunks, one chunk ahead of the training step that consumes them; the
 observations the network learns from are the simulated observe values of those traces.
+
+Under ``mpiexec`` or ``torchrun`` training is data-parallel over the ranks
+(:mod:`ppfast.nn.distributed`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +72,10 @@ def _simulator(model: Any, seed: int, prior_inflation: float) -> Callable[[int, 
 def _dataset_batches(dataset: Any) -> list[TraceBatch]:
     if isinstance(dataset, TraceBatch):
         return [dataset]
+    if hasattr(dataset, "num_shards") and hasattr(dataset, "shard"):  # a ppfast.data.TraceDataset
+        if len(dataset) == 0:
+            raise TrainingError(f"dataset {dataset!r} is empty")
+        return [_LazyShard(dataset, k, n) for k, n in enumerate(dataset.shard_sizes)]
     try:
         items = [dataset[i] for i in range(len(dataset))]
     except TypeError:
@@ -78,6 +86,37 @@ def _dataset_batches(dataset: Any) -> list[TraceBatch]:
     if not items:
         raise TrainingError("dataset is empty")
     return items
+
+
+class _LazyShard:
+    """A dataset shard opened (memory-mapped, checksummed) on first use: a rank opens only
+    the shards that hold its share of the traces."""
+
+    def __init__(self, dataset: Any, k: int, n: int):
+        self.dataset, self.k, self.n = dataset, k, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def open(self) -> TraceBatch:
+        batch: TraceBatch = self.dataset.shard(self.k)
+        return batch
+
+
+def _opened(batches: list[Any]) -> list[TraceBatch]:
+    from ..data.columns import ColumnBatch
+
+    out = []
+    for b in batches:
+        start, stop = 0, None
+        if isinstance(b, tuple):  # (batch or shard, start, stop): a rank's share
+            b, start, stop = b
+        if isinstance(b, _LazyShard):
+            b = b.open()
+        if stop is not None and (start, stop) != (0, len(b)):
+            b = ColumnBatch.from_batch(b).slice(start, stop)
+        out.append(b)
+    return out
 
 
 # --------------------------------------------------------------------------- network set-up
@@ -114,8 +153,48 @@ def _step_data(net: InferenceNetwork, batch: TraceBatch) -> StepData:
     return data
 
 
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al., 2019): Adam whose step for each parameter tensor is rescaled by
+    the trust ratio ||w|| / ||update||, with decoupled weight decay -- for the large
+    global minibatches of many ranks."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float32)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                st["step"] += 1
+                t = float(st["step"])
+                m, v, g = st["exp_avg"], st["exp_avg_sq"], p.grad
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                u = (m / (1 - b1 ** t)).div_((v / (1 - b2 ** t)).sqrt_().add_(group["eps"]))
+                if group["weight_decay"]:
+                    u.add_(p, alpha=group["weight_decay"])
+                wn, un = float(p.norm()), float(u.norm())
+                ratio = wn / un if wn > 0 and un > 0 else 1.0
+                p.add_(u, alpha=-group["lr"] * ratio)
+
+
+OPTIMIZERS = ("adam", "lamb", "sgd")
+
+
 class _Optimizer:
-    """Dense Adam (or SGD) for the shared layers, row-wise for the address tables."""
+    """Dense Adam / LAMB / SGD for the shared layers, row-wise for the address tables.
+
+    Kept on the network (``net._optimizer``) so that training goes on with its state, and
+    saved with it (:func:`save_inference_network`)."""
 
     def __init__(self, net: InferenceNetwork, kind: str, lr: float, weight_decay: float):
         self.net, self.kind, self.lr, self.weight_decay = net, kind, lr, weight_decay
@@ -126,17 +205,61 @@ class _Optimizer:
                 self.dense = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
             except (RuntimeError, TypeError):
                 self.dense = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        elif kind == "lamb":
+            self.dense = Lamb(params, lr=lr, weight_decay=weight_decay)
         elif kind == "sgd":
             self.dense = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
         else:
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {kind!r}")
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+
+    def set_lr(self, lr: float, weight_decay: float) -> None:
+        self.lr, self.weight_decay = lr, weight_decay
+        for group in self.dense.param_groups:
+            group["lr"], group["weight_decay"] = lr, weight_decay
 
     def step(self, rows: torch.Tensor, local: Rows) -> None:
         self.dense.step()
-        if self.kind == "adam":
-            self.net.tables.adam(rows, local, self.lr, weight_decay=self.weight_decay)
-        else:
+        if self.kind == "sgd":
             self.net.tables.sgd(rows, local, self.lr)
+        else:
+            self.net.tables.adam(rows, local, self.lr, weight_decay=self.weight_decay,
+                                 trust_ratio=self.kind == "lamb")
+
+    # -- saving ------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors keyed 'optimizer.…', JSON-able metadata) of the whole optimizer state."""
+        tensors = {}
+        for i, st in self.dense.state_dict()["state"].items():
+            for k, v in st.items():
+                tensors[f"optimizer.dense.{i}.{k}"] = torch.as_tensor(v).detach().cpu().clone()
+        for k, v in self.net.tables.moments().items():
+            tensors[f"optimizer.tables.{k}"] = v
+        return tensors, {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in tensors.items():
+            if key.startswith("optimizer.dense."):
+                i, name = key[len("optimizer.dense."):].split(".", 1)
+                state.setdefault(int(i), {})[name] = v
+        groups = self.dense.state_dict()["param_groups"]
+        self.dense.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _optimizer_for(net: InferenceNetwork, kind: str, lr: float, weight_decay: float) -> _Optimizer:
+    """The network's optimizer, going on with its state (live, or loaded from a file)
+    when it is of the same kind; a new one otherwise."""
+    opt = getattr(net, "_optimizer", None)
+    if isinstance(opt, _Optimizer) and opt.kind == kind and opt.net is net:
+        opt.set_lr(lr, weight_decay)
+        return opt
+    opt = _Optimizer(net, kind, lr, weight_decay)
+    saved = getattr(net, "_optimizer_saved", None)
+    if saved is not None and saved[1].get("kind") == kind:
+        opt.load(saved[0])
+    net._optimizer_saved = None  # type: ignore[attr-defined]
+    net._optimizer = opt  # type: ignore[attr-defined]
+    return opt
 
 
 class _Progress:
@@ -174,21 +297,40 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
                             weight_decay: float = 0.0, prior_inflation: bool | float = False,
                             mixed_precision: bool | None = None, seed: int | None = None,
                             progress: bool | None = None, network: InferenceNetwork | None = None,
-                            simulation_chunk: int | None = None, **config: Any) -> InferenceNetwork:
+                            simulation_chunk: int | None = None, distributed: bool | None = None,
+                            backend: str | None = None, lr_scaling: str | None = "linear",
+                            checkpoint: str | Path | None = None, checkpoint_every: int | None = None,
+                            **config: Any) -> InferenceNetwork:
     """Trains an inference network on ``num_traces`` traces, ``batch_size`` per step.
 
-    Online (default): prior traces of ``model``.  Offline: ``dataset`` = a TraceBatch, a
-    list of them, or any object with ``__len__`` / ``__getitem__`` giving TraceBatches
-    (``num_traces`` defaults to one pass).  ``prior_inflation``: True (factor 3) or a
-    factor by which Normal / LogNormal scales widen, with uniform Categorical and
-    Bernoulli draws, for broader training data.  ``device``: 'cpu' or 'cuda' (default:
-    where ``network`` is, else 'cpu'); bf16 autocast on CUDA unless
-    ``mixed_precision=False``.  Network sizes (PyProb's defaults):
-    ``lstm_dim=512, lstm_depth=1, address_embedding_dim=64,
-    distribution_type_embedding_dim=8, sample_embedding_dim=4, observe_embedding_dim=256,
-    proposal_mixture_components=10, proposal_dim=64, address_instances=True``.
+    Online (default): prior traces of ``model``.  Offline: ``dataset`` = a
+    :class:`ppfast.data.TraceDataset`, a TraceBatch, a list of them, or any object with
+    ``__len__`` / ``__getitem__`` giving TraceBatches (``num_traces`` defaults to one
+    pass).  ``prior_inflation``: True (factor 3) or a factor by which Normal / LogNormal
+    scales widen, with uniform Categorical and Bernoulli draws, for broader training data.
+    ``device``: 'cpu' or 'cuda' (default: where ``network`` is, else 'cpu'); bf16 autocast
+    on CUDA unless ``mixed_precision=False``.  ``optimizer``: 'adam' (default), 'lamb'
+    (Adam with LAMB's layer-wise trust ratio, for large global minibatches) or 'sgd'; the
+    network keeps its optimizer, so training again goes on with the optimizer's state.
+    Network sizes (PyProb's defaults): ``lstm_dim=512, lstm_depth=1,
+    address_embedding_dim=64, distribution_type_embedding_dim=8, sample_embedding_dim=4,
+    observe_embedding_dim=256, proposal_mixture_components=10, proposal_dim=64,
+    address_instances=True``.
+
+    Data-parallel training (:mod:`ppfast.nn.distributed`): ``distributed=None`` trains
+    over all ranks when launched by ``mpiexec`` / ``torchrun`` with more than one rank
+    (True / False force it on / off).  Every rank calls this with the same arguments;
+    ``batch_size`` is per rank (a global minibatch of ``batch_size`` x ranks) and
+    ``num_traces`` counts all ranks' traces.  ``lr_scaling``: the learning rate is
+    multiplied by the number of ranks R ('linear', default), by sqrt(R) ('sqrt') or not
+    ('none').  ``backend``: 'gloo' (default on CPU), 'nccl' (default on CUDA) or 'mpi'.
+
+    ``checkpoint``: a file written (on rank 0 only) every ``checkpoint_every`` traces and
+    at the end, with the optimizer state; resume with ``load_inference_network`` (on every
+    rank) and ``learn_inference_network(..., network=net)``.
     """
     from ..model import next_seed
+    from . import distributed as dp
 
     if "learning_rate_init" in config:
         learning_rate = config.pop("learning_rate_init")
@@ -198,47 +340,88 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if checkpoint_every is not None and int(checkpoint_every) < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 traces, got {checkpoint_every}")
     # A network goes on training where it is unless a device is named.
     dev = _device(device if device is not None else (network.device if network is not None else "cpu"))
+    grp = dp.group(backend, dev) if (dp.launched() if distributed is None else distributed and dp.launched()) \
+        else None
+    size, rank = (grp.size, grp.rank) if grp is not None else (1, 0)
+    lr = float(learning_rate) * dp.lr_factor(lr_scaling, size)
+    if grp is not None:
+        dev = grp.device_for(dev)
     autocast = (dev.type == "cuda") if mixed_precision is None else bool(mixed_precision)
     if autocast and dev.type != "cuda":
         autocast = False  # bf16 autocast pays off on GPUs; on CPU it only slows the LSTM
     seed = next_seed(seed)
-    rng = np.random.default_rng(seed)
+    if grp is not None:
+        seed = grp.broadcast_object(seed)
+    # Ranks shuffle their own data differently; a single process as before.
+    rng = np.random.default_rng(seed if grp is None else [seed, rank])
 
     # The data: an iterator of StepData-able TraceBatches.
     offline = dataset is not None
-    if offline:
-        batches = _dataset_batches(dataset)
-        total_available = sum(len(b) for b in batches)
-        if num_traces is None:
-            num_traces = total_available
-        first_batch = batches[0]
-    else:
-        if num_traces is None:
-            raise ValueError("num_traces is required when training online (no dataset)")
-        inflation = 3.0 if prior_inflation is True else float(prior_inflation or 0.0)
-        simulate = _simulator(model, seed, inflation)
-        chunk = int(simulation_chunk or max(batch_size, min(16 * batch_size, 8192)))
-        chunk = max(batch_size, chunk // batch_size * batch_size)
-        first_batch = simulate(0, min(chunk, max(int(num_traces), batch_size)))
-        if simulation_chunk is None:  # big observed tensors: keep a chunk's values near 64 MB
-            per_trace = 8 * max(1, int(first_batch.arenas["values"].size) // max(len(first_batch), 1))
-            chunk = max(batch_size, min(chunk, (64 << 20) // per_trace // batch_size * batch_size))
-    num_traces = int(num_traces)
-    if num_traces < 1:
-        raise ValueError(f"num_traces must be >= 1, got {num_traces}")
+    chunk = c0 = 0
+    simulate: Callable[[int, int], TraceBatch] | None = None
 
-    net = network
-    if net is None:
-        names, sizes, specs = _observe_layout(first_batch, observe_embeddings,
-                                              int(config.get("observe_embedding_dim", DEFAULTS["observe_embedding_dim"])))
-        net = InferenceNetwork(names, sizes, specs, device=dev, **config)
+    def setup() -> tuple[list[TraceBatch], TraceBatch, int, InferenceNetwork]:
+        nonlocal num_traces, chunk, c0, simulate
+        if offline:
+            parts = _dataset_batches(dataset)
+            total_available = sum(len(b) for b in parts)
+            if num_traces is None:
+                num_traces = total_available
+            if grp is not None:
+                if total_available < size:
+                    raise TrainingError(f"the dataset has {total_available} traces, fewer than the {size} ranks")
+                parts = dp.rank_share(parts, rank, size)
+            batches = _opened(parts)
+            first_batch = batches[0]
+        else:
+            batches = []
+            if num_traces is None:
+                raise ValueError("num_traces is required when training online (no dataset)")
+            inflation = 3.0 if prior_inflation is True else float(prior_inflation or 0.0)
+            simulate = _simulator(model, seed, inflation)
+            chunk = int(simulation_chunk or max(batch_size, min(16 * batch_size, 8192)))
+            chunk = max(batch_size, chunk // batch_size * batch_size)
+            # Rank r simulates trace numbers [r c0, (r + 1) c0), then chunks after all ranks' first ones.
+            c0 = min(chunk, max(-(-int(num_traces) // size), batch_size))
+            first_batch = simulate(rank * c0, c0)
+            if simulation_chunk is None:  # big observed tensors: keep a chunk's values near 64 MB
+                per_trace = 8 * max(1, int(first_batch.arenas["values"].size) // max(len(first_batch), 1))
+                chunk = max(batch_size, min(chunk, (64 << 20) // per_trace // batch_size * batch_size))
+        if int(num_traces) < 1:
+            raise ValueError(f"num_traces must be >= 1, got {num_traces}")
+        net = network
+        if net is None:
+            names, sizes, specs = _observe_layout(
+                first_batch, observe_embeddings,
+                int(config.get("observe_embedding_dim", DEFAULTS["observe_embedding_dim"])))
+            net = InferenceNetwork(names, sizes, specs, device=dev, **config)
+        else:
+            net.to(dev)
+        # The first batch fixes the observation normalizers (before any minibatch is built);
+        # with several ranks, rank 0's are broadcast to the others.
+        if net.traces_trained == 0:
+            d0 = _step_data(net, first_batch)
+            net.observe.fit([torch.as_tensor(o[d0.usable], device=dev) for o in d0.observed])
+        return batches, first_batch, int(num_traces), net
+
+    if grp is None:
+        batches, first_batch, num_traces, net = setup()
     else:
-        net.to(dev)
+        batches, first_batch, num_traces, net = grp.run("setting up inference network training", setup)
+        chunk = int(grp.broadcast_object(chunk))  # trace numbers of later chunks must not overlap
     net.train()
-    opt = _Optimizer(net, optimizer, float(learning_rate), float(weight_decay))
-    bar = _Progress(num_traces, progress)
+    opt = _optimizer_for(net, optimizer, lr, float(weight_decay))
+    ddp = None
+    if grp is not None:
+        ddp = dp.DataParallel(grp, net, opt, seed)
+        ddp.start()
+    bar = _Progress(num_traces, progress if rank == 0 else False)
 
     def minibatches() -> Iterator[tuple[StepData, np.ndarray]]:
         if offline:
@@ -253,12 +436,15 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
                     for s in range(0, len(ids), batch_size):
                         yield d, ids[s:s + batch_size]
         else:
+            assert simulate is not None
             # Embedded simulators run without the GIL: simulate the next chunk while training
             # on this one.  A Python model would hold the GIL the training step needs between
             # its kernels, so it simulates in line.
             pool = ThreadPoolExecutor(1) if hasattr(model, "_native") else None
             try:
-                first = len(first_batch)
+                # Chunk j >= 1 of rank r: trace numbers after every rank's chunks before it.
+                first = len(first_batch) if grp is None else size * c0 + rank * chunk
+                stride = chunk * size
                 current = first_batch
                 while True:
                     pending = pool.submit(simulate, first, chunk) if pool is not None else None
@@ -267,32 +453,60 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
                     for s in range(0, len(ids), batch_size):
                         yield d, ids[s:s + batch_size]
                     current = pending.result() if pending is not None else simulate(first, chunk)
-                    first += chunk
+                    first += stride
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True)
 
+    every = int(checkpoint_every) if checkpoint is not None and checkpoint_every else 0
+    saved_at = [net.traces_trained // every if every else 0]
+
+    def save_due() -> bool:
+        if not every:
+            return False
+        k = net.traces_trained // every
+        due, saved_at[0] = k > saved_at[0], max(saved_at[0], k)
+        return due
+
+    def save() -> None:
+        assert checkpoint is not None
+        save_inference_network(net, checkpoint)  # rank 0 writes
+
+    try:
+        if ddp is None:
+            _train_single(net, opt, minibatches(), num_traces, autocast, bar, dev.type != "cpu", save_due, save)
+        else:
+            _train_distributed(ddp, minibatches(), math.ceil(num_traces / (batch_size * size)), autocast, bar,
+                               save_due, save)
+        if checkpoint is not None:
+            save()
+            if grp is not None:
+                grp.barrier()  # the file is there when any rank returns
+    finally:
+        bar.close()
+    net.eval()
+    return net
+
+
+def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tuple[StepData, np.ndarray]],
+                  num_traces: int, autocast: bool, bar: _Progress, gpu: bool, due: Callable[[], bool],
+                  save: Callable[[], Any]) -> None:
     def limited() -> Iterator[tuple[StepData, np.ndarray]]:
         given = 0
-        for data, ids in minibatches():
+        for data, ids in batches:
             if given >= num_traces:
                 return
             if len(ids):
                 given += len(ids)
                 yield data, ids
 
-    # The first batch fixes the observation normalizers (before any minibatch is built).
-    if net.traces_trained == 0:
-        d0 = _step_data(net, first_batch if not offline else batches[0])
-        net.observe.fit([torch.as_tensor(o[d0.usable], device=dev) for o in d0.observed])
-
     # On a GPU, the next minibatch is built while the device still runs the step before
     # (kernel launches return at once; losses are read back only every few steps, since a
     # read-back waits for the device).  A helper thread for it would cost more than it
     # saves: it takes the GIL the launching thread needs between kernels.
-    gpu = dev.type != "cpu"
     source = ((d, i, net.minibatch(d, i)) for d, i in limited())
     pending: list[tuple[int, torch.Tensor]] = []
+    pending_sizes: list[int] = []
 
     def flush() -> None:
         if not pending:
@@ -306,7 +520,6 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
         pending.clear()
         pending_sizes.clear()
 
-    pending_sizes: list[int] = []
     try:
         for data, ids, mb in source:
             if mb.num_steps == 0:
@@ -321,28 +534,103 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
             pending_sizes.append(len(ids))
             if not gpu or len(pending) >= 32:
                 flush()
+            if due():
+                flush()  # a checkpoint holds the history up to its step
+                save()
         flush()
     finally:
-        close = getattr(source, "close", None)
+        source.close()
+
+
+def _train_distributed(ddp: Any, batches: Iterator[tuple[StepData, np.ndarray]], steps: int, autocast: bool,
+                       bar: _Progress, due: Callable[[], bool], save: Callable[[], Any]) -> None:
+    """``steps`` steps in lockstep with the other ranks (see :mod:`ppfast.nn.distributed`)."""
+    net, opt = ddp.net, ddp.opt
+    it = iter(batches)
+    try:
+        for _ in range(steps):
+            error: BaseException | None = None
+            data: StepData | None = None
+            ids: np.ndarray | None = None
+            try:
+                while True:
+                    data, ids = next(it)
+                    if len(ids):
+                        break
+            except Exception as e:  # noqa: BLE001 -- every rank raises in the agreement
+                error = e
+            union = ddp.agree(data, ids, error)
+            mb = local = loss = None
+            opt.dense.zero_grad(set_to_none=True)
+            try:
+                assert data is not None and ids is not None
+                mb = net.minibatch(data, ids, grow=False)
+                if mb.num_steps:
+                    local = net.tables.gather(mb.rows)
+                    loss = net.loss(mb, local, autocast)
+                    loss.backward()
+                else:  # no sites in this rank's traces: it adds its count, no gradient
+                    local = net.tables.gather(mb.rows)
+                    loss = torch.zeros((), device=net.device)
+            except Exception as e:  # noqa: BLE001 -- every rank raises in the reduction
+                error = e
+            value, count, rows = ddp.reduce(union, None if mb is None else mb.rows, local, loss,
+                                            0 if ids is None else len(ids), error)
+            if len(union) == 0:
+                raise TrainingError("the training traces have no controlled scalar sample sites to propose for")
+            if not math.isfinite(value):
+                raise TrainingError(f"training loss is {value} after {net.traces_trained + count} traces; "
+                                    "try a smaller learning_rate")
+            opt.step(union, rows)
+            net.traces_trained += count
+            net.history.append((net.traces_trained, value))
+            bar.update(count, value)
+            if due():
+                save()
+    finally:
+        close = getattr(it, "close", None)
         if close is not None:
             close()
-        bar.close()
-    net.eval()
-    return net
 
 
 # --------------------------------------------------------------------------- files
 
 
-def save_inference_network(net: InferenceNetwork, path: str | Path) -> Path:
+def _writes_files() -> bool:
+    """False on ranks other than 0 of an initialized torch.distributed group."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
+def save_inference_network(net: InferenceNetwork, path: str | Path, optimizer: bool = True) -> Path:
     """Writes ``path`` (a torch file: {'state_dict': tensors, 'metadata': JSON string},
     loadable with ``torch.load(path, weights_only=True)``) and ``path + '.json'`` (the
-    same metadata, for people and tools)."""
+    same metadata, for people and tools).  With ``optimizer`` (default) the optimizer's
+    state goes in too (``optimizer.*`` tensors): training a loaded network goes on where
+    it stopped.  Under a torch.distributed process group only rank 0 writes (the ranks
+    hold the same network); each file is written whole, then renamed into place."""
     path = Path(path)
+    if not _writes_files():
+        return path
     saved = net.save_state()
-    meta = json.dumps(saved["meta"])
-    torch.save({"state_dict": saved["state"], "metadata": meta}, path)
-    Path(str(path) + ".json").write_text(json.dumps(saved["meta"], indent=1))
+    state, meta = saved["state"], saved["meta"]
+    opt = getattr(net, "_optimizer", None)
+    pending = getattr(net, "_optimizer_saved", None)
+    if optimizer and isinstance(opt, _Optimizer):
+        tensors, meta["optimizer"] = opt.state()
+        state.update(tensors)
+    elif optimizer and pending is not None:  # loaded with optimizer state, not trained since
+        state.update(pending[0])
+        state.update({f"optimizer.tables.{k}": v for k, v in net.tables.moments().items()})
+        meta["optimizer"] = pending[1]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"state_dict": state, "metadata": json.dumps(meta)}, tmp)
+    os.replace(tmp, path)
+    side = Path(str(path) + ".json")
+    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, side)
     return path
 
 
@@ -376,12 +664,19 @@ def load_inference_network(path: str | Path, observe_embeddings: dict[str, Any] 
     net = InferenceNetwork(names, sizes, specs, device="cpu", **meta["config"])
     state = blob["state_dict"]
     tables = {k[len("tables."):]: v for k, v in state.items() if k.startswith("tables.")}
-    module_state = {k: v for k, v in state.items() if not k.startswith("tables.")}
+    saved_opt = {k: v for k, v in state.items() if k.startswith("optimizer.")}
+    module_state = {k: v for k, v in state.items() if not k.startswith(("tables.", "optimizer."))}
     net.load_state_dict(module_state, strict=True)
     rows = meta["rows"]
     net.tables.load_state(tables, np.array([name_id(r["address"]) for r in rows], dtype=np.int64),
                           np.array([r["instance"] for r in rows], dtype=np.int64),
                           np.array([r["kind"] for r in rows], dtype=np.int64))
+    if "optimizer" in meta and "optimizer.tables.m" in saved_opt:
+        net.tables.set_moments(saved_opt["optimizer.tables.m"], saved_opt["optimizer.tables.v"],
+                               saved_opt["optimizer.tables.steps"])
+        # The dense part waits for the next learn_inference_network (same optimizer kind).
+        net._optimizer_saved = ({k: v for k, v in saved_opt.items() if k.startswith("optimizer.dense.")},  # type: ignore[attr-defined]
+                                meta["optimizer"])
     net.traces_trained = int(meta.get("traces_trained", 0))
     net.history = [(int(a), float(b)) for a, b in meta.get("history", [])]
     net.to(_device(device))

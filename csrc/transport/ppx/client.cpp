@@ -1,7 +1,9 @@
+#include <cerrno>
 #include "client.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -177,7 +179,13 @@ const MessageView& Connection::exchange(Bytes request, Body sent, const char* ex
         sched_yield();
     }
     for (; !got;) {
-      if (socket_->recv(reply_, zmq::recv_flags::none)) break;
+      try {
+        if (socket_->recv(reply_, zmq::recv_flags::none)) break;
+      } catch (const zmq::error_t& e) {
+        // A signal (e.g. SIGCHLD of an exiting simulator) interrupted the wait: the
+        // checks below decide whether to go on waiting.
+        if (e.num() != EINTR) throw;
+      }
       if (peer_disconnected())
         fail(ClientErrorKind::kPeerGone, std::string("disconnected: expected ") + expected + " " + context(sent) +
                                              ", got no reply (did the simulator exit or crash?)");

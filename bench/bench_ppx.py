@@ -40,29 +40,30 @@ def _close_servers() -> None:
 atexit.register(_close_servers)
 
 
-def _server(name: str, echo: bool = False) -> Any:
+def _server(name: str, echo: bool = False, spin_us: int = 0) -> Any:
     """A fresh ``<name>_ppx`` process (closed at exit; it also exits when idle)."""
     try:
         from ppfast.models.remote import ExampleServer
 
-        server = ExampleServer(name, echo=echo, idle_timeout=300, quiet=True)
+        server = ExampleServer(name, echo=echo, idle_timeout=300, quiet=True, spin_us=spin_us)
     except (ImportError, ValueError, RuntimeError) as e:
         raise Unavailable(f"PPX server for {name!r} not available: {e}") from e
     _servers.append(server)
     return server
 
 
-def _remote(name: str, servers: int = 1, spin_us: int = 0) -> Any:
+def _remote(name: str, servers: int = 1, spin_us: int = 0, server_spin_us: int = 0) -> Any:
     import ppfast
 
-    return ppfast.RemoteModel([_server(name).address for _ in range(servers)], timeout=60, spin_us=spin_us)
+    return ppfast.RemoteModel([_server(name, spin_us=server_spin_us).address for _ in range(servers)], timeout=60,
+                              spin_us=spin_us)
 
 
-def _pyprob_remote(name: str) -> Any:
+def _pyprob_remote(name: str, server_spin_us: int = 0) -> Any:
     from bench.pyprob_models import load_pyprob
 
     pyprob = load_pyprob()
-    return pyprob.RemoteModel(server_address=_server(name).address)
+    return pyprob.RemoteModel(server_address=_server(name, spin_us=server_spin_us).address)
 
 
 def _gum_ppfast(servers: int = 1, spin_us: int = 0) -> Runner:
@@ -122,6 +123,23 @@ def ppx_gum() -> Case:
                 "zmq_floor_1conn": _rate(_ping, 20000) / GUM_ROUND_TRIPS, "transport": "ipc", "mode": "IS"}
 
     return Case(ppfast=_gum_ppfast, baseline=baseline, extra=extra)
+
+
+@benchmark("ppx_gum_polling", unit="traces/s", target=10.0, baseline="pyprob 1.5.0 RemoteModel")
+def ppx_gum_polling() -> Case:
+    """GUM with the server polling 200 µs for the next request before it sleeps (both
+    engines drive such a server), and ppfast's client polling as well: on an idle core a
+    blocking wake-up costs most of a round trip."""
+
+    def ppfast() -> Runner:
+        model = _remote("gum", spin_us=200, server_spin_us=200)
+        return lambda n: model.posterior_results(num_traces=n, observe=GUM_OBSERVE, progress=False)
+
+    def baseline() -> Runner:
+        model = _pyprob_remote("gum", server_spin_us=200)
+        return lambda n: model.posterior_results(num_traces=n, observe=GUM_OBSERVE)
+
+    return Case(ppfast=ppfast, baseline=baseline, extra=lambda: {"transport": "ipc", "spin_us": 200})
 
 
 @benchmark("ppx_hundred", unit="traces/s", target=None, baseline="pyprob 1.5.0 RemoteModel")

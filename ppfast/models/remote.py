@@ -163,7 +163,8 @@ class ExampleServer:
     _counter = 0
 
     def __init__(self, name: str, address: Optional[str] = None, echo: bool = False,
-                 idle_timeout: float = 600.0, start_timeout: float = 30.0, quiet: bool = False):
+                 idle_timeout: float = 600.0, start_timeout: float = 30.0, quiet: bool = False,
+                 spin_us: int = 0):
         if address is None:
             ExampleServer._counter += 1
             address = f"ipc://@ppfast-{name}-{os.getpid()}-{ExampleServer._counter}"
@@ -173,6 +174,8 @@ class ExampleServer:
             cmd.append("--echo")
         if quiet:
             cmd.append("--quiet")
+        if spin_us:
+            cmd += ["--spin-us", str(int(spin_us))]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         self.address = self._wait_ready(start_timeout)
 

@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include <sched.h>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -46,6 +47,13 @@ class Session {
   /// False on stop_ppx() or timeout.
   bool receive(int timeout_ms) {
     const auto start = Clock::now();
+    if (options_.spin_us > 0) {
+      const auto until = start + std::chrono::microseconds(options_.spin_us);
+      do {
+        if (socket_.recv(request_, zmq::recv_flags::dontwait)) return true;
+        sched_yield();
+      } while (Clock::now() < until && !g_stop.load(std::memory_order_relaxed));
+    }
     for (;;) {
       if (g_stop.load(std::memory_order_relaxed)) return false;
       try {
@@ -411,6 +419,7 @@ void usage(const char* exe, const char* model) {
                "  --max-traces N        exit after N traces\n"
                "  --idle-timeout S      exit after S seconds without a request\n"
                "  --answer-timeout S    abandon a trace after S seconds without the engine's answer\n"
+               "  --spin-us N           poll N microseconds for the next message before sleeping\n"
                "  --echo                serve a bare ZeroMQ echo instead (benchmark floor)\n"
                "  --quiet               do not log rejected requests\n",
                exe, model);
@@ -450,6 +459,11 @@ int ppx_server_main(int argc, char** argv, const ppfast_model_info* model) {
       if (!parse_seconds(argv[++i], &options.idle_timeout_ms)) return usage(exe, model_label), 2;
     } else if (a == "--answer-timeout" && has_value) {
       if (!parse_seconds(argv[++i], &options.answer_timeout_ms)) return usage(exe, model_label), 2;
+    } else if (a == "--spin-us" && has_value) {
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 0 || v > 1000000) return usage(exe, model_label), 2;
+      options.spin_us = static_cast<int>(v);
     } else if (a == "--echo") {
       echo = true;
     } else if (a == "--quiet") {

@@ -39,6 +39,9 @@ struct PpxServeOptions {
   std::function<void(const std::string& endpoint)> on_ready;
   /// Log rejected requests and aborted traces to stderr.
   bool log = true;
+  /// Poll for the engine's next message this long before sleeping, in µs: a blocking
+  /// wake-up costs most of a round trip on an idle core (0: never poll).
+  int spin_us = 0;
 };
 
 /// Serves `model` over PPX at `address` (e.g. "tcp://*:5555", "ipc://@name") until

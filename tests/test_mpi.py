@@ -138,3 +138,182 @@ def test_single_process_world_needs_no_mpi():
 
         dist.posterior_results(model, 10, ppfast.InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS,
                                observe={"obs0": 8.0, "obs1": 9.0}, distributed=False)
+
+
+# -- data-parallel IC training and distributed guided inference ------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_sync(tmp_path_factory):
+    """One run of mpi_scripts/train_sync.py (its outputs serve two tests)."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("train_sync")
+    proc = launch("train_sync.py", out)
+    # The default under mpiexec without a torch MPI backend: gradients over mpi4py.
+    assert proc.stdout.count("all-reduce via mpi4py") == RANKS, proc.stdout
+    return out
+
+
+def _rank_states(out, case: str):
+    import torch
+
+    return [torch.load(out / f"{case}.rank{r}.pt", weights_only=False) for r in range(RANKS)]
+
+
+def _assert_identical(a: dict, b: dict, what: str) -> None:
+    import torch
+
+    assert a.keys() == b.keys(), (what, set(a) ^ set(b))
+    for k in a:
+        if torch.is_tensor(a[k]):
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), f"{what}: {k} differs between ranks"
+        else:
+            assert a[k] == b[k], f"{what}: {k} differs between ranks: {a[k]} vs {b[k]}"
+
+
+def test_data_parallel_steps_leave_every_rank_bit_identical(train_sync):
+    """Two online steps of a model whose traces differ by rank (an address and a wider
+    categorical on rank 1 only, a rare branch on rank 0 only): parameters, table rows,
+    row-wise and dense optimizer state bit-identical on both ranks, for Adam, LAMB, and
+    after resuming from rank 0's checkpoint."""
+    tmp_path = train_sync
+    for case in ("adam", "lamb", "resumed", "sgd1"):
+        a, b = _rank_states(tmp_path, case)
+        _assert_identical(a, b, case)
+    a = _rank_states(tmp_path, "adam")[0]
+    rows = a["rows"]
+    assert "only_on_rank1|0|1" in rows and "rank0_rare|0|1" in rows, rows
+    steps = dict(zip(rows, a["tables.steps"].tolist()))
+    assert steps["only_on_rank1|0|1"] == 2 and steps["x|0|1"] == 2, steps  # updated on both ranks' copies
+    assert any(k.startswith("dense.") for k in a), "dense optimizer state compared"
+    assert a["tables.shapes"][3] == [9], "the head widened for rank 1's 9-way categorical on both ranks"
+    assert a["traces_trained"] == 2 * 24 * RANKS and len(a["history"]) == 2
+    assert _rank_states(tmp_path, "resumed")[0]["traces_trained"] == 3 * 24 * RANKS
+    assert (tmp_path / "adam.pt").exists() and not list(tmp_path.glob(".*.tmp")), "checkpoint written whole"
+
+
+def test_data_parallel_step_equals_one_process_step_on_the_global_minibatch(train_sync):
+    """An SGD step on 2 ranks (each its half of a dataset; only rank 1's half has the
+    'extra' address) equals, to float rounding, one single-process step on all of it."""
+    import torch
+
+    tmp_path = train_sync
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from train_sync import BATCH, SMALL, GUMExtra, state_of
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    from ppfast.data import TraceDataset
+    from ppfast.nn import load_inference_network
+
+    torch.set_num_threads(1)
+    before = state_of(load_inference_network(tmp_path / "sgd0.pt"))
+    model = GUMExtra(BATCH)
+    model.inference_network = load_inference_network(tmp_path / "sgd0.pt")
+    data = TraceDataset(tmp_path / "gum-extra").to_batch()  # one minibatch of both halves
+    ref = state_of(model.learn_inference_network(dataset=data, batch_size=2 * BATCH, optimizer="sgd",
+                                                 learning_rate=0.05, seed=3, **SMALL))
+    got = _rank_states(tmp_path, "sgd1")[0]
+    assert got["rows"] == ref["rows"] == ["extra|0|1", "mu|0|1"]
+    moved = 0.0
+    for k, v in got.items():
+        if torch.is_tensor(v) and v.is_floating_point() and v.numel():
+            assert (v - ref[k]).abs().max() < 1e-6, k
+            moved = max(moved, float((v - before[k]).abs().max()))
+    assert moved > 1e-3, "the step moved the parameters"
+
+
+def test_a_failing_rank_fails_every_rank_in_training(tmp_path):
+    """A shape error in rank 1's second step, then a corrupted shard in rank 1's share:
+    rank 1 raises its error, rank 0 a RankError quoting it, and the ranks stay in step."""
+    pytest.importorskip("torch")
+    out = launch("train_failure.py", tmp_path).stdout
+    assert "step rank 1: DataError: observation 'obs' has 2 elements" in out, out
+    assert "step rank 0: RankError: inference network training failed on rank 1 of 2: rank 1: DataError" in out, out
+    assert "shard rank 1: DatasetError" in out and "shard-000003-records.arrow" in out, out
+    assert "shard rank 0: RankError: setting up inference network training failed on rank 1" in out, out
+    assert out.count("after rank") == 2 and "no error" not in out, out
+    digests = {line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("digest rank")}
+    assert len(digests) == 1, out  # the same network on both ranks again
+    assert "backend='gloo')" in out and "mpi4py" not in out, out  # all collectives on gloo here
+
+
+def test_distributed_guided_inference_after_distributed_training(tmp_path):
+    """Each rank writes its shards, trains from its share of them, and runs its share of
+    a guided IS run: the gathered posterior is GUM's, equals (trace for trace) rank 0 alone
+    with the same network and seed, and beats the prior's ESS by far."""
+    pytest.importorskip("torch")
+    out = tmp_path / "post.npz"
+    n = 20000
+    proc = launch("guided_gum.py", out, tmp_path, n, 11)
+    digests = {line.split("digest ")[1] for line in proc.stdout.splitlines() if "digest" in line}
+    assert len(digests) == 1, proc.stdout  # the same network on both ranks
+    assert "rank 0 of 2: shards [0, 1]" in proc.stdout and "rank 1 of 2: shards [2, 3]" in proc.stdout, proc.stdout
+    got = np.load(out)
+    from ppfast import Empirical
+
+    post = Empirical(got["values"], log_weights=got["log_weights"])
+    assert len(post) == n and np.array_equal(got["index"], np.arange(n, dtype=np.uint64))
+    assert_gum_posterior(post, "distributed IC, embedded GUM")
+    assert post.effective_sample_size / n > 0.15, post.effective_sample_size / n  # prior IS: about 0.01
+    np.testing.assert_allclose(got["values"], got["alone_values"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got["log_weights"], got["alone_log_weights"], rtol=1e-5, atol=1e-6)
+
+
+def test_guided_run_from_a_first_trace_number_continues_the_same_traces():
+    torch = pytest.importorskip("torch")
+    from ppfast.inference import guided
+
+    torch.set_num_threads(1)
+    model = ex.load("gum", threads=1)
+    model.learn_inference_network(512, batch_size=64, lstm_dim=16, observe_embedding_dim=8, address_embedding_dim=4,
+                                  proposal_dim=8, seed=0)
+    obs = {"obs0": 8.0, "obs1": 9.0}
+    whole = guided.run(model, 400, observe=obs, seed=3, slots=32)
+    tail = guided.run(model, 150, observe=obs, seed=3, slots=32, first=250)
+    assert np.array_equal(tail.traces["index"], np.arange(250, 400, dtype=np.uint64))
+    np.testing.assert_allclose(tail.log_weights, whole.log_weights[250:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="first"):
+        guided.run(model, 10, observe=obs, first=-1)
+
+
+def test_training_options_in_one_process():
+    """lr_scaling and optimizer are checked; distributed=True in one process trains alone;
+    LAMB learns; a checkpoint resumes bit for bit where training stopped."""
+    torch = pytest.importorskip("torch")
+    import tempfile
+
+    from ppfast.examples.python_models import GUM
+    from ppfast.nn import load_inference_network
+    from ppfast.nn.distributed import lr_factor
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    assert lr_factor("linear", 4) == 4 and lr_factor("sqrt", 4) == 2 and lr_factor("none", 4) == 1
+    small = {"lstm_dim": 16, "observe_embedding_dim": 8, "address_embedding_dim": 4, "proposal_dim": 8}
+    with pytest.raises(ValueError, match="lr_scaling"):
+        GUM().learn_inference_network(64, lr_scaling="cubic", **small)
+    with pytest.raises(ValueError, match="optimizer"):
+        GUM().learn_inference_network(64, optimizer="adagrad", **small)
+    net = GUM().learn_inference_network(6000, batch_size=100, optimizer="lamb", learning_rate=3e-2, seed=1,
+                                        distributed=True, **small)
+    losses = np.array(net.history)[:, 1]  # from about 2.2 towards the posterior's entropy, 1.33
+    assert len(losses) == 60 and losses[-10:].mean() < losses[:5].mean() - 0.4, losses
+
+    data = GUM().prior_batch(1200, seed=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/net.pt"
+        m = GUM()
+        m.learn_inference_network(dataset=data, num_traces=600, batch_size=100, seed=4, checkpoint=path,
+                                  checkpoint_every=300, **small)
+        assert m.inference_network.traces_trained == 600
+        m.learn_inference_network(dataset=data, num_traces=600, batch_size=100, seed=5, **small)
+        resumed = GUM()
+        resumed.inference_network = load_inference_network(path)
+        assert resumed.inference_network.traces_trained == 600
+        resumed.learn_inference_network(dataset=data, num_traces=600, batch_size=100, seed=5, **small)
+    a, b = m.inference_network, resumed.inference_network
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert torch.equal(a.tables.storage[: a.tables.n], b.tables.storage[: b.tables.n])
+    assert a.history == b.history

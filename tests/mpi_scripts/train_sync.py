@@ -43,7 +43,7 @@ class RankModel(ppfast.Model):
         r = dist.rank()
         x = ppfast.sample(Normal(0.0, 1.0), address="x")
         y = ppfast.sample(Normal(x, 1.0), address="only_on_rank1") if r == 1 else x
-        k = ppfast.sample(Categorical([1.0 / (3 + 2 * r)] * (3 + 2 * r)), address="c")
+        k = ppfast.sample(Categorical([1.0 / (3 + 6 * r)] * (3 + 6 * r)), address="c")
         n = int(ppfast.sample(Poisson(1.5), address="n"))
         for _ in range(n):
             ppfast.sample(Uniform(0.0, 1.0), address="u")
@@ -144,7 +144,9 @@ def main() -> None:
                                         lr_scaling="none", seed=3, **SMALL)
     torch.save(state_of(net), out / f"sgd1.rank{r}.pt")
     rows = {address_name(int(a)) for a in net.tables.row_address}
-    print(f"rank {r} of {w.size}: rows {sorted(rows)}", flush=True)
+    from ppfast.nn.distributed import group
+
+    print(f"rank {r} of {w.size}: rows {sorted(rows)}, {group()!r}", flush=True)
 
 
 if __name__ == "__main__":

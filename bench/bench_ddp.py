@@ -1,0 +1,154 @@
+"""Data-parallel IC training.
+
+- ``ddp_train_gum``: training traces/s (all ranks' traces) of 2 MPI ranks against 1 rank,
+  online from the embedded GUM (one simulator thread and one torch thread per rank,
+  ``BATCH`` = 128 traces per rank per step, PyProb's default network sizes).  The ranks
+  live in a pool started once (``bench/mpi_train_worker.py`` under ``mpiexec``), so the
+  launcher's and torch's start-up are outside the clock.  Ratio = rate(2) / rate(1);
+  scaling efficiency = ratio / 2 (column ``eff``; ``cpu_2proc_speedup`` is the best any
+  two processes reach on this machine right now, 2.0 on two idle cores).
+- ``ic_train_offline_gum``: training from a trace dataset on disk (``TraceDataset`` of
+  embedded-GUM traces, 4 shards) against online training from the embedded GUM, one
+  process, same network and batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+from bench.harness import Case, Runner, Unavailable, benchmark
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORKER = BENCH_DIR / "mpi_train_worker.py"
+BATCH = 128
+EMBED = {"obs0": {"dim": 128}, "obs1": {"dim": 128}}
+DATASET_TRACES = 65_536
+
+
+class TrainPool:
+    """``ranks`` MPI processes training on command (see mpi_train_worker.py)."""
+
+    def __init__(self, ranks: int, mode: str = "online", dataset: Path | None = None):
+        try:
+            import mpi4py  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise Unavailable(f"{e.name} not installed (pip install mpich mpi4py torch)") from e
+        from bench.bench_data import mpiexec
+
+        cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), mode] + ([str(dataset)] if dataset else [])
+        env = dict(os.environ, PPFAST_PROGRESS="0")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.inner: List[float] = []  # traces/s by the ranks' own clock
+        if self._line() != "ready":
+            raise RuntimeError(f"training pool {' '.join(cmd)} did not start")
+        atexit.register(self.close)
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"training pool exited with {self.proc.wait()}")
+        return line.strip()
+
+    def __call__(self, n: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        reply = self._line()
+        if not reply.startswith("done "):
+            raise RuntimeError(f"training pool answered {reply!r}")
+        self.inner.append(n / float(reply.split()[1]))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@benchmark("ddp_train_gum", unit="traces/s", target=None, baseline="1 rank")
+def ddp_train_gum() -> Case:
+    """Online data-parallel training (embedded GUM): 2 ranks vs 1."""
+    from bench.bench_data import cpu_ceiling
+
+    pools: Dict[int, TrainPool] = {}
+    ceilings: List[float] = []
+
+    def side(ranks: int):
+        def setup() -> Runner:
+            pool = TrainPool(ranks)
+            pool(8 * BATCH * ranks)  # warm-up outside the calibration
+            pool.inner.clear()
+            pools[ranks] = pool
+            ceilings.append(cpu_ceiling())
+            return pool
+
+        return setup
+
+    def extra() -> Dict[str, Any]:
+        out: Dict[str, Any] = {"batch_per_rank": BATCH, "threads_per_rank": 1}
+        if 1 in pools and 2 in pools and pools[1].inner and pools[2].inner:
+            r1, r2 = statistics.median(pools[1].inner[-3:]), statistics.median(pools[2].inner[-3:])
+            out["eff"] = round(r2 / (2 * r1), 3)
+        ceilings.append(cpu_ceiling())
+        out["cpu_2proc_speedup"] = round(statistics.mean(ceilings), 3)
+        for p in pools.values():
+            p.close()
+        return out
+
+    return Case(ppfast=side(2), baseline=side(1), n_ppfast=2 * BATCH, n_baseline=BATCH, extra=extra)
+
+
+@benchmark("ic_train_offline_gum", unit="traces/s", target=1.0, baseline="online, embedded")
+def ic_train_offline_gum() -> Case:
+    """Offline training from a 65,536-trace dataset (4 shards, memory-mapped) against online
+    training from the embedded GUM simulator (1 simulator thread), one process."""
+    tmp = Path(tempfile.mkdtemp(prefix="ppfast-bench-offline-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    models: Dict[str, Any] = {}
+
+    def make(offline: bool) -> Runner:
+        import torch
+
+        import ppfast.examples
+
+        torch.manual_seed(0)
+        model = ppfast.examples.load("gum", threads=1)
+        data = None
+        if offline:
+            from ppfast.data import TraceDataset
+
+            path = model.save_dataset(tmp / "ds", DATASET_TRACES, traces_per_file=DATASET_TRACES // 4, seed=1,
+                                      progress=False)
+            data = TraceDataset(path)
+        models["offline" if offline else "online"] = model
+
+        def run(n: int) -> None:
+            model.learn_inference_network(n, batch_size=BATCH, observe_embeddings=EMBED, dataset=data, seed=2,
+                                          progress=False)
+
+        run(DATASET_TRACES if offline else 4 * BATCH)  # the network; offline: every shard's step data once
+        return run
+
+    def extra() -> Dict[str, Any]:
+        return {"dataset_traces": DATASET_TRACES, "batch": BATCH,
+                **{f"loss_{k}": round(m.inference_network.history[-1][1], 3) for k, m in models.items()}}
+
+    return Case(ppfast=lambda: make(True), baseline=lambda: make(False), n_ppfast=BATCH, n_baseline=BATCH,
+                extra=extra)

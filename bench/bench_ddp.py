@@ -2,11 +2,14 @@
 
 - ``ddp_train_gum``: training traces/s (all ranks' traces) of 2 MPI ranks against 1 rank,
   online from the embedded GUM (one simulator thread and one torch thread per rank,
-  ``BATCH`` = 128 traces per rank per step, PyProb's default network sizes).  The ranks
-  live in a pool started once (``bench/mpi_train_worker.py`` under ``mpiexec``), so the
-  launcher's and torch's start-up are outside the clock.  Ratio = rate(2) / rate(1);
-  scaling efficiency = ratio / 2 (column ``eff``; ``cpu_2proc_speedup`` is the best any
-  two processes reach on this machine right now, 2.0 on two idle cores).
+  ``BATCH`` = 128 traces per rank per step, PyProb's default network sizes: 2.0 M dense
+  parameters, an 8 MB gradient all-reduce per step).  The ranks live in a pool started
+  once (``bench/mpi_train_worker.py`` under ``mpiexec``; run it by hand for more ranks or
+  nodes), so the launcher's and torch's start-up are outside the clock.  Ratio =
+  rate(2) / rate(1); scaling efficiency = ratio / 2 (column ``eff`` from the ranks' own
+  clocks; ``eff_gloo``: the same with every collective on gloo instead of the default
+  mpi4py all-reduce; ``cpu_2proc_speedup``: the best any two processes reach on this
+  machine right now, 2.0 on two idle cores).
 - ``ic_train_offline_gum``: training from a trace dataset on disk (``TraceDataset`` of
   embedded-GUM traces, 4 shards) against online training from the embedded GUM, one
   process, same network and batch.
@@ -23,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 from bench.harness import Case, Runner, Unavailable, benchmark
 
@@ -37,7 +40,7 @@ DATASET_TRACES = 65_536
 class TrainPool:
     """``ranks`` MPI processes training on command (see mpi_train_worker.py)."""
 
-    def __init__(self, ranks: int, mode: str = "online", dataset: Path | None = None):
+    def __init__(self, ranks: int, backend: str | None = None, dataset: Path | None = None):
         try:
             import mpi4py  # noqa: F401
             import torch  # noqa: F401
@@ -45,10 +48,11 @@ class TrainPool:
             raise Unavailable(f"{e.name} not installed (pip install mpich mpi4py torch)") from e
         from bench.bench_data import mpiexec
 
-        cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), mode] + ([str(dataset)] if dataset else [])
+        cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER)]
+        cmd += (["--dataset", str(dataset)] if dataset else []) + (["--backend", backend] if backend else [])
         env = dict(os.environ, PPFAST_PROGRESS="0")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.inner: List[float] = []  # traces/s by the ranks' own clock
+        self.inner: list[float] = []  # traces/s by the ranks' own clock
         if self._line() != "ready":
             raise RuntimeError(f"training pool {' '.join(cmd)} did not start")
         atexit.register(self.close)
@@ -87,8 +91,8 @@ def ddp_train_gum() -> Case:
     """Online data-parallel training (embedded GUM): 2 ranks vs 1."""
     from bench.bench_data import cpu_ceiling
 
-    pools: Dict[int, TrainPool] = {}
-    ceilings: List[float] = []
+    pools: dict[int, TrainPool] = {}
+    ceilings: list[float] = []
 
     def side(ranks: int):
         def setup() -> Runner:
@@ -101,11 +105,20 @@ def ddp_train_gum() -> Case:
 
         return setup
 
-    def extra() -> Dict[str, Any]:
-        out: Dict[str, Any] = {"batch_per_rank": BATCH, "threads_per_rank": 1}
+    def extra() -> dict[str, Any]:
+        out: dict[str, Any] = {"batch_per_rank": BATCH, "threads_per_rank": 1}
         if 1 in pools and 2 in pools and pools[1].inner and pools[2].inner:
             r1, r2 = statistics.median(pools[1].inner[-3:]), statistics.median(pools[2].inner[-3:])
             out["eff"] = round(r2 / (2 * r1), 3)
+            # The same 2 ranks with every collective on gloo (gradients over TCP).
+            gloo = TrainPool(2, backend="gloo")
+            try:
+                n = 16 * BATCH * 2
+                for _ in range(4):
+                    gloo(n)
+                out["eff_gloo"] = round(statistics.median(gloo.inner[-3:]) / (2 * r1), 3)
+            finally:
+                gloo.close()
         ceilings.append(cpu_ceiling())
         out["cpu_2proc_speedup"] = round(statistics.mean(ceilings), 3)
         for p in pools.values():
@@ -121,7 +134,7 @@ def ic_train_offline_gum() -> Case:
     training from the embedded GUM simulator (1 simulator thread), one process."""
     tmp = Path(tempfile.mkdtemp(prefix="ppfast-bench-offline-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    models: Dict[str, Any] = {}
+    models: dict[str, Any] = {}
 
     def make(offline: bool) -> Runner:
         import torch
@@ -146,7 +159,7 @@ def ic_train_offline_gum() -> Case:
         run(DATASET_TRACES if offline else 4 * BATCH)  # the network; offline: every shard's step data once
         return run
 
-    def extra() -> Dict[str, Any]:
+    def extra() -> dict[str, Any]:
         return {"dataset_traces": DATASET_TRACES, "batch": BATCH,
                 **{f"loss_{k}": round(m.inference_network.history[-1][1], 3) for k, m in models.items()}}
 

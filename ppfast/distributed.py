@@ -15,8 +15,8 @@ Run a script under ``mpiexec -n 4 python script.py``::
     if dist.rank() == 0:
         print(post.mean, post["mu"].stddev)          # the other ranks get None
     model.learn_inference_network(500_000, batch_size=128)  # data-parallel: the same network on every rank
-    post = dist.posterior_results(model, 100_000, ppfast.InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK,
-                                  observe={"obs0": 8, "obs1": 9}, seed=3)
+    ic = ppfast.InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK
+    post = dist.posterior_results(model, 100_000, ic, observe={"obs0": 8, "obs1": 9}, seed=3)
 
 mpi4py is imported only when the process was started by an MPI launcher (``PMI_SIZE``,
 ``OMPI_COMM_WORLD_SIZE``, ...), or already imported by the caller; otherwise the world

@@ -2,12 +2,21 @@
 
 Launch the same script on every rank, under ``mpiexec -n R python train.py`` or
 ``torchrun --nproc-per-node R train.py``; ``learn_inference_network`` then trains
-data-parallel (``distributed=None`` detects the launcher, ``True`` / ``False`` force it)::
+data-parallel (``distributed=None`` detects the launcher, ``False`` trains each process
+alone)::
 
-    import ppfast.examples
+    import ppfast, ppfast.examples, ppfast.distributed as dist
     model = ppfast.examples.load("gum", threads=1)
     model.learn_inference_network(1_000_000, batch_size=128, checkpoint="gum-net.pt")
-    # every rank holds the same network; rank 0 wrote gum-net.pt
+    # every rank holds the same network; rank 0 wrote gum-net.pt (with the optimizer state:
+    # model.load_inference_network("gum-net.pt") on every rank, then train on, resumes)
+    ic = ppfast.InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK
+    post = dist.posterior_results(model, 100_000, ic, observe={"obs0": 8, "obs1": 9})  # rank 0's
+
+``batch_size`` is per rank and the learning rate is scaled with the number of ranks R
+(``lr_scaling='linear'``, the default: x R for a global minibatch R times larger;
+``'sqrt'``; ``'none'``); ``optimizer='lamb'`` adds LAMB's trust ratio for large global
+minibatches.
 
 The process group (``backend``): NCCL for networks on CUDA (one GPU per rank on a node);
 on the CPU, under ``mpiexec``, 'mpi' (the default): torch's MPI backend where torch was
@@ -36,8 +45,9 @@ global minibatch of ``batch_size x R`` traces.  One step, on every rank in locks
 4. the same optimizer step everywhere (dense, then row-wise on the union rows).
 
 So every rank holds bit-identical parameters, table rows and optimizer state after every
-step.  A failure on one rank (a simulator error, a bad dataset shard) makes every rank
-raise at the next collective instead of leaving the others waiting.
+step (``PPFAST_DIST_CHECK=N`` compares digests of the ranks' networks every N steps and
+raises if they differ).  A failure on one rank (a simulator error, a bad dataset shard)
+makes every rank raise at the next collective instead of leaving the others waiting.
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ from ..trace import address_name
 from . import families as fam
 from .tables import Rows, make_keys
 
-__all__ = ["Group", "DataParallel", "group", "launched", "lr_factor", "rank_share"]
+__all__ = ["DataParallel", "Group", "group", "launched", "lr_factor", "rank_share"]
 
 LR_SCALINGS = ("linear", "sqrt", "none")
 _TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("PPFAST_DIST_TIMEOUT", "1800")))
@@ -71,16 +81,17 @@ def _torchrun_env() -> bool:
         k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-def launched() -> bool:
-    """Whether this process is one of several ranks (an initialized torch process group,
-    torchrun's environment, or an MPI launcher)."""
+def launched(force_mpi: bool = False) -> bool:
+    """Whether this process is one of several ranks: an initialized torch process group,
+    torchrun's environment, or an MPI launcher (found by its environment variables, or by
+    asking MPI itself with ``force_mpi``)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
     if _torchrun_env():
         return int(os.environ.get("WORLD_SIZE", "1")) > 1
     from .. import distributed as mpi
 
-    return mpi._launched_by_mpi() and mpi.world().size > 1
+    return (force_mpi or mpi._launched_by_mpi()) and mpi.world(True if force_mpi else None).size > 1
 
 
 def lr_factor(scaling: str | None, size: int) -> float:
@@ -409,13 +420,15 @@ class DataParallel:
                            for a, i, k in zip(address[sel], instance[sel], kind[sel])]
                 if fam.CATEGORICAL in data.prep:
                     kmax = int(data.prep[fam.CATEGORICAL]["k"].max())
+                assert ids is not None
                 mask = self._mask(data, ids, n)
             except Exception as e:  # noqa: BLE001 -- every rank raises below
                 error = e
-        header = torch.from_numpy(np.concatenate([[0 if error is None else 1, len(new), kmax], mask]))
-        header = self.g.all_reduce(header, "max").numpy()
+        local = np.concatenate([[0 if error is None else 1, len(new), kmax], mask])
+        header = self.g.all_reduce(torch.from_numpy(local), "max").numpy()
         if header[0]:
             self.g.fail_together("inference network training", error)
+        assert ids is not None
         if header[1]:
             self._add_rows(self.g.all_gather_object(new))
             mask = self.g.all_reduce(torch.from_numpy(self._mask(data, ids, t.n)), "max").numpy()
@@ -441,6 +454,23 @@ class DataParallel:
         with torch.random.fork_rng(devices=dev):
             torch.manual_seed((self.seed * 1_000_003 + before) % (1 << 63))
             self.net._init_rows(rows)
+
+    def verify(self) -> None:
+        """Raises on every rank if the ranks' parameters or table rows differ (a check
+        for new MPI stacks: ``PPFAST_DIST_CHECK=N`` runs it every N steps)."""
+        from .train import TrainingError
+
+        h = hashlib.sha256()
+        for p in self.params:
+            h.update(p.detach().cpu().numpy().tobytes())
+        t = self.net.tables
+        h.update(t.storage[: t.n].detach().cpu().numpy().tobytes())
+        digests = self.g.all_gather_object(h.hexdigest())
+        if len(set(digests)) > 1:
+            differ = [r for r, d in enumerate(digests) if d != digests[0]]
+            raise TrainingError(f"after {self.net.traces_trained} traces the networks of ranks {differ} differ from "
+                                f"rank 0's: the all-reduces of {self.g!r} did not give every rank the same "
+                                "result")
 
     # -- step 3: one all-reduce of the gradients ----------------------------------------------
     def reduce(self, union: torch.Tensor, touched: torch.Tensor | None, local: Rows | None,
@@ -481,4 +511,4 @@ class DataParallel:
             off += k
         rows = t.gather(union)
         rows.flat.grad = grads[off:off + u * w].view(u, w)
-        return float(buf[-2]) / total, int(round(total)), rows
+        return float(buf[-2]) / total, round(total), rows

@@ -69,7 +69,8 @@ def _simulator(model: Any, seed: int, prior_inflation: float) -> Callable[[int, 
     raise TrainingError(f"prior_inflation is supported for Python and embedded models, not {type(model).__name__}")
 
 
-def _dataset_batches(dataset: Any) -> list[TraceBatch]:
+def _dataset_batches(dataset: Any) -> list[Any]:
+    """TraceBatches, or shards of a TraceDataset opened when first used (``_opened``)."""
     if isinstance(dataset, TraceBatch):
         return [dataset]
     if hasattr(dataset, "num_shards") and hasattr(dataset, "shard"):  # a ppfast.data.TraceDataset
@@ -252,13 +253,17 @@ def _optimizer_for(net: InferenceNetwork, kind: str, lr: float, weight_decay: fl
     opt = getattr(net, "_optimizer", None)
     if isinstance(opt, _Optimizer) and opt.kind == kind and opt.net is net:
         opt.set_lr(lr, weight_decay)
+        moved = any(v.device != p.device for p, st in opt.dense.state.items() for k, v in st.items()
+                    if torch.is_tensor(v) and k != "step")
+        if moved:  # the network went to another device: its state follows (load_state_dict casts)
+            opt.dense.load_state_dict(opt.dense.state_dict())
         return opt
     opt = _Optimizer(net, kind, lr, weight_decay)
     saved = getattr(net, "_optimizer_saved", None)
     if saved is not None and saved[1].get("kind") == kind:
         opt.load(saved[0])
-    net._optimizer_saved = None  # type: ignore[attr-defined]
-    net._optimizer = opt  # type: ignore[attr-defined]
+    net._optimizer_saved = None  # type: ignore[assignment]
+    net._optimizer = opt  # type: ignore[assignment]
     return opt
 
 
@@ -318,8 +323,9 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     address_instances=True``.
 
     Data-parallel training (:mod:`ppfast.nn.distributed`): ``distributed=None`` trains
-    over all ranks when launched by ``mpiexec`` / ``torchrun`` with more than one rank
-    (True / False force it on / off).  Every rank calls this with the same arguments;
+    over all ranks when launched by ``mpiexec`` / ``torchrun`` with more than one rank;
+    True also asks MPI when no launcher is seen in the environment; False trains every
+    process on its own.  Every rank calls this with the same arguments;
     ``batch_size`` is per rank (a global minibatch of ``batch_size`` x ranks) and
     ``num_traces`` counts all ranks' traces.  ``lr_scaling``: the learning rate is
     multiplied by the number of ranks R ('linear', default), by sqrt(R) ('sqrt') or not
@@ -346,8 +352,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
         raise ValueError(f"checkpoint_every must be >= 1 traces, got {checkpoint_every}")
     # A network goes on training where it is unless a device is named.
     dev = _device(device if device is not None else (network.device if network is not None else "cpu"))
-    grp = dp.group(backend, dev) if (dp.launched() if distributed is None else distributed and dp.launched()) \
-        else None
+    grp = dp.group(backend, dev) if distributed is not False and dp.launched(bool(distributed)) else None
     size, rank = (grp.size, grp.rank) if grp is not None else (1, 0)
     lr = float(learning_rate) * dp.lr_factor(lr_scaling, size)
     if grp is not None:
@@ -376,7 +381,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
             if grp is not None:
                 if total_available < size:
                     raise TrainingError(f"the dataset has {total_available} traces, fewer than the {size} ranks")
-                parts = dp.rank_share(parts, rank, size)
+                parts = list(dp.rank_share(parts, rank, size))
             batches = _opened(parts)
             first_batch = batches[0]
         else:
@@ -546,9 +551,10 @@ def _train_distributed(ddp: Any, batches: Iterator[tuple[StepData, np.ndarray]],
                        bar: _Progress, due: Callable[[], bool], save: Callable[[], Any]) -> None:
     """``steps`` steps in lockstep with the other ranks (see :mod:`ppfast.nn.distributed`)."""
     net, opt = ddp.net, ddp.opt
+    check = int(os.environ.get("PPFAST_DIST_CHECK", "0") or 0)
     it = iter(batches)
     try:
-        for _ in range(steps):
+        for step in range(steps):
             error: BaseException | None = None
             data: StepData | None = None
             ids: np.ndarray | None = None
@@ -585,6 +591,8 @@ def _train_distributed(ddp: Any, batches: Iterator[tuple[StepData, np.ndarray]],
             net.traces_trained += count
             net.history.append((net.traces_trained, value))
             bar.update(count, value)
+            if check and (step + 1) % check == 0:
+                ddp.verify()
             if due():
                 save()
     finally:
@@ -675,8 +683,8 @@ def load_inference_network(path: str | Path, observe_embeddings: dict[str, Any] 
         net.tables.set_moments(saved_opt["optimizer.tables.m"], saved_opt["optimizer.tables.v"],
                                saved_opt["optimizer.tables.steps"])
         # The dense part waits for the next learn_inference_network (same optimizer kind).
-        net._optimizer_saved = ({k: v for k, v in saved_opt.items() if k.startswith("optimizer.dense.")},  # type: ignore[attr-defined]
-                                meta["optimizer"])
+        dense = {k: v for k, v in saved_opt.items() if k.startswith("optimizer.dense.")}
+        net._optimizer_saved = (dense, meta["optimizer"])  # type: ignore[assignment]
     net.traces_trained = int(meta.get("traces_trained", 0))
     net.history = [(int(a), float(b)) for a, b in meta.get("history", [])]
     net.to(_device(device))

@@ -7,6 +7,7 @@ same seed) for comparison.
 usage: guided_gum.py OUT DIR NUM_TRACES SEED [TORCH_SEED]
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ SMALL = {"lstm_dim": 32, "observe_embedding_dim": 16, "address_embedding_dim": 8
 def main() -> None:
     out, work, n, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     ppfast.set_progress(False)
+    os.environ["PPFAST_DIST_CHECK"] = "10"  # the ranks compare network digests every 10 steps
     torch.set_num_threads(1)
     torch.manual_seed(int(sys.argv[5]) if len(sys.argv) > 5 else 0)  # rank 0's initial network is everyone's
     w = dist.world()

@@ -48,29 +48,25 @@ def mpiexec() -> str:
     return found
 
 
-class RankPool:
-    """``ranks`` MPI processes generating datasets on command (see mpi_gen_worker.py)."""
+class WorkerPool:
+    """MPI rank processes driven over stdin: "N" runs N traces and answers "done SECONDS"
+    (the ranks' own clock), "quit" ends them."""
 
-    def __init__(self, ranks: int, model: str, per_file: int, mode: str):
-        try:
-            import mpi4py  # noqa: F401
-        except ImportError as e:
-            raise Unavailable("mpi4py not installed (pip install mpich mpi4py)") from e
-        self.dir = Path(tempfile.mkdtemp(prefix=f"ppfast-bench-{ranks}r-"))
-        cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), model, str(self.dir / "ds"),
-               str(per_file), mode]
+    label = "rank pool"
+
+    def start(self, cmd: List[str]) -> None:
         env = dict(os.environ, PPFAST_PROGRESS="0")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.inner: List[float] = []  # traces/s by the ranks' own clock
         if self._line() != "ready":
-            raise RuntimeError(f"rank pool {' '.join(cmd)} did not start")
+            raise RuntimeError(f"{self.label} {' '.join(cmd)} did not start")
         atexit.register(self.close)
 
     def _line(self) -> str:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"rank pool exited with {self.proc.wait()}")
+            raise RuntimeError(f"{self.label} exited with {self.proc.wait()}")
         return line.strip()
 
     def __call__(self, n: int) -> None:
@@ -79,7 +75,7 @@ class RankPool:
         self.proc.stdin.flush()
         reply = self._line()
         if not reply.startswith("done "):
-            raise RuntimeError(f"rank pool answered {reply!r}")
+            raise RuntimeError(f"{self.label} answered {reply!r}")
         self.inner.append(n / float(reply.split()[1]))
 
     def close(self) -> None:
@@ -89,9 +85,26 @@ class RankPool:
                 self.proc.stdin.write("quit\n")
                 self.proc.stdin.close()
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+
+
+class RankPool(WorkerPool):
+    """``ranks`` MPI processes generating datasets on command (see mpi_gen_worker.py)."""
+
+    def __init__(self, ranks: int, model: str, per_file: int, mode: str):
+        try:
+            import mpi4py  # noqa: F401
+        except ImportError as e:
+            raise Unavailable("mpi4py not installed (pip install mpich mpi4py)") from e
+        self.dir = Path(tempfile.mkdtemp(prefix=f"ppfast-bench-{ranks}r-"))
+        self.start([mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), model, str(self.dir / "ds"),
+                    str(per_file), mode])
+
+    def close(self) -> None:
+        super().close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

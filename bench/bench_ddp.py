@@ -18,16 +18,14 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.bench_data import WorkerPool, mpiexec
 from bench.harness import Case, Runner, Unavailable, benchmark
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -37,8 +35,10 @@ EMBED = {"obs0": {"dim": 128}, "obs1": {"dim": 128}}
 DATASET_TRACES = 65_536
 
 
-class TrainPool:
+class TrainPool(WorkerPool):
     """``ranks`` MPI processes training on command (see mpi_train_worker.py)."""
+
+    label = "training pool"
 
     def __init__(self, ranks: int, backend: str | None = None, dataset: Path | None = None):
         try:
@@ -46,44 +46,9 @@ class TrainPool:
             import torch  # noqa: F401
         except ImportError as e:
             raise Unavailable(f"{e.name} not installed (pip install mpich mpi4py torch)") from e
-        from bench.bench_data import mpiexec
-
         cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER)]
         cmd += (["--dataset", str(dataset)] if dataset else []) + (["--backend", backend] if backend else [])
-        env = dict(os.environ, PPFAST_PROGRESS="0")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.inner: list[float] = []  # traces/s by the ranks' own clock
-        if self._line() != "ready":
-            raise RuntimeError(f"training pool {' '.join(cmd)} did not start")
-        atexit.register(self.close)
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"training pool exited with {self.proc.wait()}")
-        return line.strip()
-
-    def __call__(self, n: int) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{n}\n")
-        self.proc.stdin.flush()
-        reply = self._line()
-        if not reply.startswith("done "):
-            raise RuntimeError(f"training pool answered {reply!r}")
-        self.inner.append(n / float(reply.split()[1]))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.start(cmd)
 
 
 @benchmark("ddp_train_gum", unit="traces/s", target=None, baseline="1 rank")

@@ -1,4 +1,8 @@
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,3 +49,34 @@ def gum_python():
     from ppfast.examples.python_models import GUM
 
     return GUM()
+
+
+EXTERNAL_GUM = """
+    #include <cmath>
+    #include <ppfast/ppfast.hpp>
+    static double sim() {
+      double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "external/mu", "mu");
+      ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
+      ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
+      return mu;
+    }
+    PPFAST_MODEL(external_gum, sim)
+"""
+
+
+def build_external(tmp_path: Path, target: str, source: str) -> Path:
+    """Builds an out-of-tree simulator against the installed package, the way a user
+    would (find_package(ppfast) with -Dppfast_DIR=$(python -m ppfast --cmake-dir));
+    ``target`` is the CMake lines after find_package, ``source`` is sim.cpp."""
+    src, build = tmp_path / "src", tmp_path / "build"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\nproject(mysim CXX)\n"
+                                        "find_package(ppfast CONFIG REQUIRED)\n" + textwrap.dedent(target))
+    (src / "sim.cpp").write_text(textwrap.dedent(source))
+    cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True, capture_output=True,
+                               text=True).stdout.strip()
+    for cmd in (["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}", "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", str(build)]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return build

@@ -11,8 +11,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -22,7 +20,7 @@ import pytest
 zmq = pytest.importorskip("zmq", reason="PPX tests need pyzmq (extra 'ppx')")
 pytest.importorskip("flatbuffers", reason="PPX tests need flatbuffers (extra 'ppx')")
 
-from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_gum_posterior  # noqa: E402
+from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_gum_posterior, build_external  # noqa: E402
 
 import ppfast  # noqa: E402
 import ppfast.examples  # noqa: E402
@@ -313,16 +311,10 @@ def test_idle_timeout(serve):
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
 def test_external_simulator_serves_ppx_with_factor_and_tag(tmp_path, serve):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "CMakeLists.txt").write_text(textwrap.dedent("""
-        cmake_minimum_required(VERSION 3.18)
-        project(mysim CXX)
-        find_package(ppfast CONFIG REQUIRED)
+    build = build_external(tmp_path, """
         add_executable(mysim_ppx sim.cpp)
         target_link_libraries(mysim_ppx PRIVATE ppfast::ppx_server)
-    """))
-    (src / "sim.cpp").write_text(textwrap.dedent("""
+    """, """
         #include <cmath>
         #include <ppfast/ppfast.hpp>
         #include <ppfast/ppx_server.hpp>
@@ -336,15 +328,7 @@ def test_external_simulator_serves_ppx_with_factor_and_tag(tmp_path, serve):
         }
         PPFAST_MODEL(external, sim)
         int main(int argc, char** argv) { return ppfast::ppx_server_main(argc, argv, ppfast_model_entry()); }
-    """))
-    cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True,
-                               capture_output=True, text=True).stdout.strip()
-    build = tmp_path / "build"
-    configure = ["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}",
-                 "-DCMAKE_BUILD_TYPE=Release"]
-    for cmd in (configure, ["cmake", "--build", str(build)]):
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    """)
     server = serve(build / "mysim_ppx")
     model = ppfast.RemoteModel(server.address, timeout=10)
     assert model.name == "external"

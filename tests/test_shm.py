@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GUM_OBS, assert_gum_posterior
+from conftest import EXTERNAL_GUM, GUM_OBS, assert_gum_posterior, build_external
 
 import ppfast
 import ppfast.examples
@@ -362,32 +362,10 @@ def test_host_and_simulator_under_sanitizers(tmp_path):
 def test_out_of_tree_simulator_executable_with_ppfast_main(tmp_path):
     """find_package(ppfast) + ppfast::main: an external simulator becomes an executable
     that serves shared-memory mode (and runs standalone)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "CMakeLists.txt").write_text(textwrap.dedent("""
-        cmake_minimum_required(VERSION 3.18)
-        project(mysim CXX)
-        find_package(ppfast CONFIG REQUIRED)
+    build = build_external(tmp_path, """
         add_executable(mysim sim.cpp)
         target_link_libraries(mysim PRIVATE ppfast::main ppfast::ppfast)
-    """))
-    (src / "sim.cpp").write_text(textwrap.dedent("""
-        #include <cmath>
-        #include <ppfast/ppfast.hpp>
-        static double sim() {
-          double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "external/mu", "mu");
-          ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
-          ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
-          return mu;
-        }
-        PPFAST_MODEL(external_gum, sim)
-    """))
-    cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True, capture_output=True,
-                               text=True).stdout.strip()
-    build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}",
-                    "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    """, EXTERNAL_GUM)
     exe = build / "mysim"
     assert "trace 0: result" in subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
     with ShmModel([exe], workers=2) as m:

@@ -130,23 +130,9 @@ class BaseModel:
         seed = next_seed(seed)
         obs = observation_map(observe)
         required = bool(observe) if required is None else required
-        bar = _Progress(num_traces, desc, progress)
-        parts: List[TraceBatch] = []
-        try:
-            done = 0
-            while done < num_traces or not parts:
-                n = min(self.chunk_size, num_traces - done)
-                part = self._simulate(seed, first + done, n, obs, required, skip_errors=on_error == "skip")
-                parts.append(part)
-                done += n
-                bar.update(n)
-                if on_error == "raise" and len(part.failed):
-                    self._raise_failed(part, parts)
-                if n == 0:
-                    break
-        finally:
-            bar.close()
-        return TraceBatch.concat(parts)
+        skip = on_error == "skip"
+        return run_in_chunks(lambda offset, n: self._simulate(seed, first + offset, n, obs, required, skip_errors=skip),
+                             num_traces, self.chunk_size, desc, progress, on_error)
 
     @staticmethod
     def _raise_failed(part: TraceBatch, parts: List[TraceBatch]) -> None:
@@ -253,6 +239,29 @@ class BaseModel:
         from .data import save_dataset
 
         return save_dataset(self, dataset_dir, num_traces, traces_per_file, seed=seed, **kwargs)
+
+
+def run_in_chunks(simulate_part: Any, num_traces: int, chunk_size: int, desc: str, progress: Optional[bool],
+                  on_error: str) -> TraceBatch:
+    """Runs ``simulate_part(offset, n)`` over [0, num_traces) in chunks, with a progress
+    bar; with on_error='raise' the first failed trace raises (carrying the traces so far)."""
+    bar = _Progress(num_traces, desc, progress)
+    parts: List[TraceBatch] = []
+    try:
+        done = 0
+        while done < num_traces or not parts:
+            n = min(chunk_size, num_traces - done)
+            part = simulate_part(done, n)
+            parts.append(part)
+            done += n
+            bar.update(n)
+            if on_error == "raise" and len(part.failed):
+                BaseModel._raise_failed(part, parts)
+            if n == 0:
+                break
+    finally:
+        bar.close()
+    return TraceBatch.concat(parts)
 
 
 class _Record(Handler):

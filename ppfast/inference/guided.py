@@ -119,7 +119,7 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     ``threads``: worker threads for embedded simulators (default: the model's);
     ``stack_bytes``: stack reserved per embedded execution; ``network``: an
     InferenceNetwork (default: the model's).  The network runs on its own device."""
-    from ..model import BaseModel, Model, _Progress, next_seed, observation_map
+    from ..model import Model, next_seed, observation_map, run_in_chunks
     from ..models.native import NativeModel
 
     if kwargs:
@@ -146,27 +146,13 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     if k < 1:
         raise ValueError(f"slots must be >= 1, got {k}")
     server = ProposalServer(net, k, observe)
-    chunk = max(16 * k, 4096)
-    bar = _Progress(num_traces, "Guided importance sampling", progress)
-    parts: list[TraceBatch] = []
     net.eval()
-    try:
-        done = 0
-        while done < num_traces or not parts:
-            n = min(chunk, num_traces - done)
-            if native:
-                obs = _core.Observations(obs_map, True)
-                part = _run_native(model, server, seed, first + done, n, obs, k, int(threads or model.threads),
-                                   stack_bytes)
-            else:
-                part = _run_python(model, server, seed, first + done, n, obs_map, k, on_error == "skip")
-            parts.append(part)
-            done += n
-            bar.update(n)
-            if on_error == "raise" and len(part.failed):
-                BaseModel._raise_failed(part, parts)
-            if n == 0:
-                break
-    finally:
-        bar.close()
-    return TraceBatch.concat(parts)
+
+    def part(offset: int, n: int) -> TraceBatch:
+        if native:
+            obs = _core.Observations(obs_map, True)
+            return _run_native(model, server, seed, first + offset, n, obs, k, int(threads or model.threads),
+                               stack_bytes)
+        return _run_python(model, server, seed, first + offset, n, obs_map, k, on_error == "skip")
+
+    return run_in_chunks(part, num_traces, max(16 * k, 4096), "Guided importance sampling", progress, on_error)

@@ -1,7 +1,6 @@
 """Core engine: Python models, the C++ recorder, importance sampling, Empirical, errors."""
 
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import ppfast
 import ppfast.examples
 from ppfast.distributions import Categorical, Normal, Poisson, Uniform
 from ppfast.errors import DistributionError, MissingObservationError, ModelError, SupportError
-from ppfast.examples.python_models import GUM, Branching
+from ppfast.examples.python_models import Branching
 
 from conftest import GUM_OBS, assert_gum_posterior, branching_exact
 

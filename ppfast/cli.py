@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
     rows = []
     for label, model, n in (("embedded C++ simulator", ppfast.examples.load("gum"), args.traces),
                             ("Python model", GUM(), max(args.traces // 50, 1000))):
-        model.prior_results(min(n, 10000), seed=0, progress=False)  # warm up
+        model.posterior_results(n, observe=observe, seed=0, progress=False)  # warm up: buffers pooled, pages touched
         t0 = time.perf_counter()
         post = model.posterior_results(n, observe=observe, seed=args.seed)
         dt = time.perf_counter() - t0

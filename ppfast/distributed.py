@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import RankError
+from .model import check_num_traces
 from .posterior import Empirical
 
 __all__ = [
@@ -264,9 +265,7 @@ def posterior_batch(model: Any, num_traces: int, inference_engine: Any = None, o
     if engine in (InferenceEngine.LIGHTWEIGHT_METROPOLIS_HASTINGS, InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS):
         raise ValueError(f"{engine.name} is a Markov chain, not split into independent traces; run one chain "
                          "per rank and combine them with Empirical.combine")
-    num_traces = int(num_traces)
-    if num_traces < 0:
-        raise ValueError(f"num_traces must be >= 0, got {num_traces}")
+    num_traces = check_num_traces(num_traces)
     w = world(distributed)
     args = _agree(w, num_traces=num_traces, engine=engine.name, seed=next_seed(seed) if w.is_root else None,
                   observe=sorted((observe or {}).keys()))

@@ -63,6 +63,20 @@ def next_seed(seed: Optional[int]) -> int:
     return int(seed) if seed is not None else int(_Config.seeds.integers(0, 2**63 - 1))
 
 
+def check_num_traces(num_traces: Any) -> int:
+    """num_traces as an int, or a ValueError saying what came."""
+    n = int(num_traces)
+    if n < 0:
+        raise ValueError(f"num_traces must be >= 0, got {num_traces}")
+    return n
+
+
+def check_on_error(on_error: str) -> str:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    return on_error
+
+
 def observation_map(observe: Optional[Dict[str, Any]]) -> Dict[int, np.ndarray]:
     """{name: value} -> {name id: float64 array}."""
     out = {}
@@ -122,11 +136,8 @@ class BaseModel:
         ``first + i`` of ``seed``.  ``on_error``: 'raise' (a failed trace raises a typed
         error carrying the traces so far) or 'skip' (failed traces stay in the batch
         with weight 0 and an error message)."""
-        num_traces = int(num_traces)
-        if num_traces < 0:
-            raise ValueError(f"num_traces must be >= 0, got {num_traces}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        num_traces = check_num_traces(num_traces)
+        check_on_error(on_error)
         seed = next_seed(seed)
         obs = observation_map(observe)
         required = bool(observe) if required is None else required

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import DatasetError
+from ..model import check_on_error
 from ..trace import Trace
 from .columns import ColumnBatch, remap_addresses
 from .format import MANIFEST, PARTS, read_manifest, read_shard
@@ -140,8 +141,7 @@ class TraceDataset:
                 yield batch
 
     def _shard_or_skip(self, k: int, on_error: str) -> Optional[ColumnBatch]:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         try:
             return self.shard(k)
         except DatasetError as e:

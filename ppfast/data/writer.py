@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import DatasetError
+from ..model import check_num_traces, check_on_error
 from .columns import ARENAS, RECORD_COLUMNS, TRACE_COLUMNS, ColumnBatch, address_table
 from .format import FORMAT, MANIFEST, SCHEMA_VERSION, read_manifest, write_manifest, write_shard
 
@@ -79,14 +80,11 @@ def save_dataset(model: Any, dataset_dir: Union[str, Path], num_traces: int, tra
         if traces_per_file is not None and traces_per_file != num_traces_per_file:
             raise ValueError("pass traces_per_file or num_traces_per_file, not both")
         traces_per_file = num_traces_per_file
-    num_traces = int(num_traces)
-    if num_traces < 0:
-        raise ValueError(f"num_traces must be >= 0, got {num_traces}")
+    num_traces = check_num_traces(num_traces)
     traces_per_file = DEFAULT_TRACES_PER_FILE if traces_per_file is None else int(traces_per_file)
     if traces_per_file < 1:
         raise ValueError(f"traces_per_file must be >= 1, got {traces_per_file}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     directory = Path(dataset_dir)
     w = world(distributed)
     args = _agree(w, num_traces=num_traces, traces_per_file=traces_per_file, dataset_dir=str(directory),

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _core
 from ..errors import MissingObservationError, PpfastError
+from ..model import check_num_traces, check_on_error
 from ..trace import TraceBatch
 
 __all__ = ["ProposalServer", "run"]
@@ -128,11 +129,8 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     if net is None:
         raise PpfastError("no inference network: call model.learn_inference_network(...) or "
                           "model.load_inference_network(path) first")
-    num_traces = int(num_traces)
-    if num_traces < 0:
-        raise ValueError(f"num_traces must be >= 0, got {num_traces}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    num_traces = check_num_traces(num_traces)
+    check_on_error(on_error)
     first = int(first)
     if first < 0:
         raise ValueError(f"first must be >= 0, got {first}")

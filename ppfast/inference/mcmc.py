@@ -45,6 +45,7 @@ from ..errors import (
     SupportError,
     TraceError,
 )
+from ..model import check_on_error
 from ..posterior import Empirical
 from ..trace import Trace, TraceBatch
 
@@ -257,8 +258,7 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
         raise ValueError(f"burn_in must be >= 0, got {burn_in}")
     if thinning < 1:
         raise ValueError(f"thinning must be >= 1, got {thinning}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     if int(max_init_attempts) < 1:
         raise ValueError(f"max_init_attempts must be >= 1, got {max_init_attempts}")
     seed = next_seed(seed)

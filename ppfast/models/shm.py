@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import _core
 from .._paths import EXAMPLES_BIN
-from ..model import BaseModel
+from ..model import BaseModel, check_on_error
 from ..trace import TraceBatch, address_name
 
 __all__ = ["ShmModel", "SimulatorWarning"]
@@ -149,8 +149,7 @@ class ShmModel(BaseModel):
                  required: Optional[bool] = None, desc: str = "Simulating") -> TraceBatch:
         """As :meth:`BaseModel.simulate`; traces lost to a crashed or hung process never
         raise: they stay in the batch as failed traces and a SimulatorWarning names them."""
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         batch = super().simulate(num_traces, observe=observe, seed=seed, first=first, progress=progress,
                                  on_error="skip", required=required, desc=desc)
         lost = np.asarray(getattr(batch._native, "lost", ()), dtype=np.int64)

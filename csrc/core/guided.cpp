@@ -164,7 +164,6 @@ struct Stack {
 struct FiberRun::Worker {
   ucontext_t ctx;
   std::vector<Fiber*> fibers;
-  std::thread thread;  // empty for worker 0 (the caller)
 };
 
 struct FiberRun::Fiber : ProposalSlot {
@@ -229,20 +228,11 @@ FiberRun::FiberRun(ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t c
     w->fibers.push_back(fibers_.back().get());
     slots_.push_back(fibers_.back().get());
   }
-  for (size_t w = 1; w < workers_.size(); ++w) {
-    Worker* wp = workers_[w].get();
-    wp->thread = std::thread([this, wp] { worker_loop(wp); });
-  }
+  pool_ = std::make_unique<WorkerPool>(int(workers_.size()));
 }
 
 FiberRun::~FiberRun() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  for (auto& w : workers_)
-    if (w->thread.joinable()) w->thread.join();
+  pool_.reset();
   // Executions still stopped at a site are dropped with their stacks (their C++ locals
   // are not unwound): this only happens when the server gave up mid-run.
 }
@@ -257,21 +247,6 @@ void FiberRun::run_worker(Worker* w) {
   current_recorder() = previous;
 }
 
-void FiberRun::worker_loop(Worker* w) {
-  uint64_t seen = 0;
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || epoch_ != seen; });
-      if (stop_) return;
-      seen = epoch_;
-    }
-    run_worker(w);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--running_ == 0) done_.notify_all();
-  }
-}
-
 size_t FiberRun::advance() {
   // Fibers of worker 0 live on the calling thread; they must not move between threads
   // (a simulator may keep thread-local state across its sample calls).
@@ -281,17 +256,7 @@ size_t FiberRun::advance() {
   } else if (owner_ != std::this_thread::get_id()) {
     throw std::logic_error("guided run: advance() called from another thread than before");
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    running_ = int(workers_.size()) - 1;
-    ++epoch_;
-  }
-  if (workers_.size() > 1) wake_.notify_all();
-  run_worker(workers_[0].get());
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return running_ == 0; });
-  }
+  pool_->run_on_each([this](int w) { run_worker(workers_[size_t(w)].get()); });
   requests_.clear();
   for (auto& f : fibers_)
     if (f->state == Fiber::State::Waiting) requests_.add(f->id, f->request);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/recorder.hpp"
+#include "core/runner.hpp"
 #include "ppfast/ppfast.h"
 
 namespace ppfast {
@@ -118,7 +119,6 @@ class FiberRun {
  private:
   struct Fiber;
   struct Worker;
-  void worker_loop(Worker* w);
   void run_worker(Worker* w);
 
   ppfast_model_fn fn_;
@@ -133,11 +133,7 @@ class FiberRun {
   std::thread::id owner_;
   bool owner_set_ = false;
 
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  uint64_t epoch_ = 0;
-  int running_ = 0;
-  bool stop_ = false;
+  std::unique_ptr<WorkerPool> pool_;  // fibers stay on the thread of their worker
 };
 
 /// Python models: one host thread per execution (slot); `blocking` runs a wait with the

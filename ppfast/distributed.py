@@ -160,10 +160,9 @@ def world(distributed: Optional[bool] = None) -> World:
         return World(None)
     if _WORLD is None:
         if distributed or _launched_by_mpi():
-            try:
-                from mpi4py import MPI
-            except ImportError as e:
-                raise ImportError("distributed runs need mpi4py (pip install mpi4py mpich)") from e
+            from ._optional import require
+
+            MPI = require("mpi4py.MPI", "distributed runs")
             _WORLD = World(MPI.COMM_WORLD)
         else:
             return World(None)

@@ -84,7 +84,9 @@ class TraceBatch:
 
     def to_torch(self) -> Dict[str, Any]:
         """The columns as torch tensors sharing this batch's memory."""
-        import torch
+        from ._optional import require
+
+        torch = require("torch", "TraceBatch.to_torch")
 
         out = {}
         for group in (self.records, self.traces):

@@ -5,11 +5,18 @@
 
 #include "python/bindings.hpp"
 #include "transport/ppx/client.hpp"
+#include "transport/ppx/zmq_table.hpp"
 
 namespace ppfast::python {
 namespace {
 
 namespace px = ppfast::ppx;
+
+/// ZeroMQ comes from ppfast._zmq, loaded by ppfast.models.remote.load_zmq() on first use.
+void require_zmq() {
+  if (!px::zmq_bound())
+    throw std::runtime_error("PPX: ZeroMQ is not loaded yet; call ppfast.models.remote.load_zmq() first");
+}
 
 /// Forwards to a policy owned by Python (kept alive by the shared_ptr).
 class SharedPolicy : public Policy {
@@ -27,7 +34,7 @@ class SharedPolicy : public Policy {
 class PpxClient {
  public:
   PpxClient(std::vector<std::string> addresses, int timeout_ms, std::string system_name, int spin_us)
-      : client_(std::move(addresses), make_options(timeout_ms, std::move(system_name), spin_us)) {}
+      : client_((require_zmq(), std::move(addresses)), make_options(timeout_ms, std::move(system_name), spin_us)) {}
 
   void connect() {
     py::gil_scoped_release release;
@@ -129,11 +136,27 @@ void register_ppx(py::module_& m) {
   m.def(
       "ppx_ping",
       [](const std::string& address, uint64_t count, size_t payload, int timeout_ms) {
+        require_zmq();
         py::gil_scoped_release release;
         return px::ping(address, count, payload, timeout_ms);
       },
       py::arg("address"), py::arg("count"), py::arg("payload") = 64, py::arg("timeout_ms") = 10000,
       "Seconds for `count` bare ZeroMQ REQ/REP round trips against an echo server.");
+  m.def(
+      "ppx_bind_zmq",
+      [](const py::capsule& table) {
+        const char* name = table.name();
+        if (!name || std::strcmp(name, "ppfast._zmq.table") != 0)
+          throw py::type_error(std::string("ppx_bind_zmq: expected the capsule ppfast._zmq.table, got '") +
+                               (name ? name : "(unnamed)") + "'");
+        try {
+          px::bind_zmq(table.get_pointer<px::ZmqTable>());
+        } catch (const std::invalid_argument& e) {
+          throw py::import_error(e.what());
+        }
+      },
+      py::arg("table"), "Routes the PPX client's ZeroMQ calls to ppfast._zmq (which links libzmq).");
+  m.def("ppx_zmq_bound", &px::zmq_bound, "True once ppx_bind_zmq has been called.");
   m.def(
       "ppx_protocol_version", [] { return std::string(px::kProtocolVersion); },
       "The PPX protocol version ppfast speaks.");

@@ -24,11 +24,10 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-try:
-    import pyarrow as pa
-    from pyarrow import ipc
-except ImportError as e:  # an optional dependency: say which package to install
-    raise ImportError("trace datasets need pyarrow: pip install pyarrow (or ppfast[mpi])") from e
+from .._optional import require
+
+pa = require("pyarrow", "trace datasets")
+ipc = require("pyarrow.ipc", "trace datasets")
 
 from ..errors import DatasetError
 from .columns import ARENAS, RECORD_COLUMNS, TRACE_COLUMNS, ColumnBatch

@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 import numpy as np
-import torch.utils.data
+
+from .._optional import require
+
+require("torch", "the torch DataLoader path of trace datasets")
+import torch.utils.data  # noqa: E402
 
 from .columns import ColumnBatch
 

@@ -86,7 +86,9 @@ def to_arviz(x: Any, var_names: Sequence[str] | None = None, results: bool = Tru
     posterior is resampled to equal weights first (ArviZ has no weights), with a fixed seed.
     Plain arrays / lists / tensors become one variable ``x`` shaped (chains, draws).
     """
-    import arviz as az
+    from .._optional import require
+
+    az = require("arviz", "to_arviz")
 
     batch = batch_of(x)
     if batch is None:

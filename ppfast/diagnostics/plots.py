@@ -17,8 +17,10 @@ __all__ = ["plot_autocorrelation", "plot_log_prob", "plot_trace"]
 
 
 def _figure(width: float, height: float, ncols: int = 1, width_ratios: list | None = None) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .._optional import require
+
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "plotting").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "plotting").Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)

@@ -193,7 +193,9 @@ class LatentGraph:
     edges: dict[tuple[str, str], dict[str, Any]]
 
     def to_networkx(self) -> Any:
-        import networkx as nx
+        from .._optional import require
+
+        nx = require("networkx", "LatentGraph.to_networkx")
 
         g = nx.DiGraph()
         for key, attrs in self.nodes.items():

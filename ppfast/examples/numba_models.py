@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional
 
-import numba
+from ppfast._optional import require
 
-from ppfast import numba as pn
+numba = require("numba", "the numba examples")
+
+from ppfast import numba as pn  # noqa: E402
 from ppfast.examples.python_models import fib as _fib
 
 __all__ = ["gum", "branching", "hundred", "geometric", "fib", "MODELS", "load"]

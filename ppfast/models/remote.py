@@ -28,10 +28,26 @@ from .. import _core
 from ..model import BaseModel
 from ..trace import TraceBatch
 
-__all__ = ["RemoteModel", "ExampleServer", "example_server_path", "PROTOCOL_VERSION"]
+__all__ = ["RemoteModel", "ExampleServer", "example_server_path", "load_zmq", "PROTOCOL_VERSION"]
 
 #: The PPX protocol version ppfast speaks (PyProb 1.5.0's).
 PROTOCOL_VERSION: str = _core.ppx_protocol_version()
+
+
+def load_zmq() -> None:
+    """Loads ZeroMQ for PPX (first use only).  ``ppfast._core`` does not link libzmq, so the
+    rest of ppfast works without it; ``ppfast._zmq`` does, and hands its functions over."""
+    if _core.ppx_zmq_bound():
+        return
+    try:
+        from .. import _zmq  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise ImportError(
+            f"PPX needs ZeroMQ (libzmq.so.5), which could not be loaded: {e}. The manylinux wheel of ppfast "
+            "bundles it (pip install --force-reinstall ppfast); a build from source needs the system library "
+            "(Debian/Ubuntu: apt-get install libzmq5). Models other than RemoteModel work without it."
+        ) from e
+    _core.ppx_bind_zmq(_zmq.table)
 
 
 def _addresses(address: Union[str, Sequence[str]]) -> List[str]:
@@ -91,6 +107,7 @@ class RemoteModel(BaseModel):
         if not (isinstance(spin_us, int) and 0 <= spin_us <= 1_000_000):
             raise ValueError(f"RemoteModel: spin_us must be an int in [0, 1e6] microseconds, got {spin_us!r}")
         self.spin_us = spin_us
+        load_zmq()
         self._client = _core.PpxClient(self.addresses, max(1, int(round(timeout * 1000))), spin_us=spin_us)
         super().__init__(name)
         if connect:

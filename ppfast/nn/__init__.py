@@ -16,6 +16,10 @@ Requires torch (``pip install ppfast[torch]``).
 
 from __future__ import annotations
 
+from .._optional import require
+
+require("torch", "inference compilation (ppfast.nn)")
+
 from .embeddings import ObservationEmbedding, ObserveEmbedding
 from .families import FAMILY_NAMES
 from .network import DEFAULTS, InferenceNetwork

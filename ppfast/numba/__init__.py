@@ -58,10 +58,9 @@ def jit(fn: Optional[Callable[[], Any]] = None, *, name: Optional[str] = None, t
 
 
 def _require_numba() -> None:
-    try:
-        import numba  # noqa: F401
-    except ImportError as e:
-        raise ImportError("compiled models need numba: pip install 'ppfast[numba]'") from e
+    from .._optional import require
+
+    require("numba", "compiled models (ppfast.jit)")
 
 
 def _load(name: str) -> Any:

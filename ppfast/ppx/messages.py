@@ -21,8 +21,13 @@ import struct
 from collections.abc import Mapping
 from typing import Any, ClassVar, Union
 
-import flatbuffers
 import numpy as np
+
+try:
+    import flatbuffers
+except ImportError as e:  # ppfast.ppx imports nothing from ppfast, so not ppfast._optional
+    raise ModuleNotFoundError("ppfast.ppx.messages needs flatbuffers, which is not installed: "
+                              "pip install 'ppfast[ppx]'", name="flatbuffers") from e
 
 from ._generated import ppx_generated as _g
 

@@ -375,3 +375,111 @@ def test_out_of_tree_simulator_executable_with_ppfast_main(tmp_path):
         assert m.prior(1, seed=0).values[0].variables[0].address == "external/mu"
     # Where each address lives in the simulator's source travels with it.
     assert "sim.cpp:" in _core.address_location(_core.intern("external/mu"))
+
+
+def run_host_script(tmp_path, body, timeout=60):
+    """Runs a host in a child Python process (a crash there must not take pytest down)."""
+    script = tmp_path / "host.py"
+    script.write_text("import os, sys, time, warnings, ppfast, ppfast.examples\n"
+                      "from ppfast.models.shm import ShmModel\nppfast.set_progress(False)\n"
+                      + textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_host_ignores_layout_fields_a_simulator_rewrites(tmp_path):
+    # layout@2 rewrites map_offset, names_offset and the capacities in the simulator's
+    # control header before it reports its address names: the host must use its own layout.
+    done = run_host_script(tmp_path, """
+        with ShmModel.example("gum", workers=1, env={"PPFAST_SHM_FAULT": "layout@2"}) as m:
+            batch = m.prior_batch(10, seed=1)
+            print(len(batch), len(batch.failed), batch.trace(0).variables[0].address)
+    """)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["10", "0", "mu"]
+
+
+def test_impossible_counts_from_a_simulator_raise(tmp_path):
+    with ShmModel.example("gum", workers=1, env={"PPFAST_SHM_FAULT": "counts@0"}) as m:
+        with pytest.raises(SimulatorError, match="impossible counts"):
+            m.prior_batch(10, seed=1)
+
+
+def test_workers_are_bounded_unless_asked_for():
+    from ppfast.models.shm import default_max_workers
+
+    with pytest.raises(ValueError, match="max_workers"):
+        ShmModel.example("gum", workers=10**6)
+    assert shm_names() == []
+    with pytest.raises(ValueError, match="max_workers=3"):
+        ShmModel.example("gum", workers=3, max_workers=2)
+    assert default_max_workers() >= 16
+    with ShmModel.example("gum", workers=3, max_workers=3) as m:
+        assert m.workers == 3
+
+
+def test_close_from_another_thread_stops_the_run():
+    # The process spins inside trace 300 (no timeout): only close() can end the run.
+    before = set(child_pids())
+    m = ShmModel.example("gum", workers=1, timeout=None, env={"PPFAST_SHM_FAULT": "spin@300"})
+    pids = m.pids
+    out = {}
+
+    def run():
+        try:
+            m.prior_batch(1000, seed=1)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    m.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert isinstance(out.get("error"), SimulatorError) and "closed" in str(out["error"])
+    assert m.restarts == 0 and not any(alive(p) for p in pids)
+    assert not any(alive(p) for p in set(child_pids()) - before)  # nothing restarted
+    assert shm_names() == []
+
+
+def child_pids():
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == me:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_killed_host_stops_a_spinning_simulator(tmp_path):
+    # The processes spin inside a trace (never back in the idle loop) when the host dies.
+    script = tmp_path / "host.py"
+    script.write_text(textwrap.dedent("""
+        import os, threading, time, ppfast.examples
+        from ppfast.models.shm import ShmModel
+        m = ShmModel.example("gum", workers=2, timeout=None, env={"PPFAST_SHM_FAULT": "spin@10"})
+        print(" ".join(map(str, [os.getpid()] + m.pids)), flush=True)
+        threading.Thread(target=m.prior_batch, args=(1000,), kwargs={"seed": 1}, daemon=True).start()
+        time.sleep(60)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        host, *workers = map(int, proc.stdout.readline().split())
+        time.sleep(0.5)  # both are spinning now
+        assert all(alive(p) for p in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.05)
+    leftover = [p for p in workers if alive(p)]
+    for p in leftover:
+        os.kill(p, signal.SIGKILL)
+    assert not leftover

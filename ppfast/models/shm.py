@@ -33,6 +33,11 @@ from ..trace import TraceBatch, address_name
 __all__ = ["ShmModel", "SimulatorWarning"]
 
 
+def default_max_workers() -> int:
+    """The default bound on ShmModel(workers=...): 4 processes per CPU, at least 16."""
+    return max(16, 4 * (os.cpu_count() or 1))
+
+
 class SimulatorWarning(RuntimeWarning):
     """Traces were lost to a simulator process that crashed or hung; the run went on."""
 
@@ -56,6 +61,9 @@ class ShmModel(BaseModel):
     ``env``: variables added to this process's environment for the simulators.
     ``max_restarts``: process restarts allowed within one run before it fails with
     :class:`ppfast.errors.SimulatorError`.
+    ``max_workers``: the most processes ``workers`` may ask for (default
+    :func:`default_max_workers`: 4 per CPU, at least 16), so that a typo cannot fork the
+    machine to a standstill; raise it explicitly to run more.
 
     Trace ``i`` of a seed uses RNG stream ``i`` in every mode, so results equal the
     embedded model's trace for trace.  Close the model (or use ``with``) to stop the
@@ -69,7 +77,7 @@ class ShmModel(BaseModel):
     def __init__(self, command: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
                  workers: Optional[int] = None, timeout: Optional[float] = 60.0, name: Optional[str] = None,
                  env: Optional[Mapping[str, str]] = None, startup_timeout: float = 30.0,
-                 max_restarts: int = 100):
+                 max_restarts: int = 100, max_workers: Optional[int] = None):
         if isinstance(command, (str, os.PathLike)):
             argv = [os.fspath(command)]
         else:
@@ -79,6 +87,10 @@ class ShmModel(BaseModel):
         workers = int(workers if workers is not None else (os.cpu_count() or 1))
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        limit = default_max_workers() if max_workers is None else int(max_workers)
+        if workers > limit:
+            raise ValueError(f"workers={workers} is more than max_workers={limit} simulator processes; "
+                             f"pass max_workers={workers} if you mean it")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         if not startup_timeout > 0:

@@ -68,6 +68,18 @@ std::string seconds(double s) {
 
 std::string bounded(const char* s, size_t n) { return std::string(s, strnlen(s, n)); }
 
+/// Counts come from memory the simulator writes: a slice must report exactly its traces,
+/// and no count may be large enough for the sums over processes to wrap around.
+void check_counts(pid_t pid, const Message& m, uint64_t traces) {
+  constexpr uint64_t kMaxCount = uint64_t(1) << 40;
+  bool ok = m.a[kCountTraces] == traces && m.a[kCountMessages] <= traces;
+  for (int k : {kCountRecords, kCountValues, kCountParams, kCountMessageBytes}) ok = ok && m.a[k] < kMaxCount;
+  if (!ok)
+    throw HostError(HostError::Simulator, "simulator process " + std::to_string(pid) +
+                                              " reported impossible counts for its slice of " +
+                                              std::to_string(traces) + " traces");
+}
+
 }  // namespace
 
 // --- arena ---------------------------------------------------------------------------
@@ -200,7 +212,7 @@ Host::Host(HostOptions options, const std::function<bool()>& interrupted)
   if (options_.argv.empty() || options_.argv[0].empty()) fail("empty simulator command");
   if (options_.workers < 1) fail("workers must be >= 1");
   arena_ = std::make_shared<Arena>();
-  workers_.resize(size_t(options_.workers));
+  workers_ = std::vector<Worker>(size_t(options_.workers));
   try {
     std::vector<Worker*> all;
     for (auto& w : workers_) {
@@ -218,7 +230,7 @@ Host::Host(HostOptions options, const std::function<bool()>& interrupted)
 Host::~Host() { close(); }
 
 void Host::spawn(Worker& w) {
-  w = Worker();
+  w.reset();
   const int fd = create_segment("control segment");
   void* p = MAP_FAILED;
   if (ftruncate(fd, off_t(ControlLayout::size())) == 0)
@@ -292,7 +304,7 @@ void Host::await_ready(const std::vector<Worker*>& ws, const std::function<bool(
     bool all = true;
     for (Worker* w : ws) {
       Message m;
-      while (!w->ready && w->ctrl->up.pop(m))
+      for (uint32_t k = 0; k < Ring::kSlots && !w->ready && w->ctrl->up.pop(m); ++k)
         if (m.op == Op::Ready) w->ready = true;
       if (w->ready) continue;
       all = false;
@@ -313,6 +325,10 @@ void Host::await_ready(const std::vector<Worker*>& ws, const std::function<bool(
     if (interrupted && interrupted()) {
       stop_waiting();
       throw Interrupted();
+    }
+    if (closing_) {
+      stop_waiting();
+      check_closing();
     }
     wait_on(
         arena_->header().doorbell,
@@ -356,7 +372,7 @@ void Host::release(Worker& w) {
   kill_worker(w);
   if (w.ctrl) munmap(w.ctrl, ControlLayout::size());
   if (w.control_fd >= 0) ::close(w.control_fd);
-  w = Worker();
+  w.reset();
 }
 
 void Host::send(Worker& w, const Message& m) {
@@ -387,12 +403,14 @@ void Host::dispatch(Part& p, uint64_t seed, bool required, const std::vector<uin
 
 void Host::map_names(Worker& w, const Message& counts) {
   const uint64_t from = counts.a[kCountNamesFrom], n = counts.a[kCountNames];
-  if (from != w.mapped_ids || n > w.ctrl->map_capacity - from)
+  // The layout is the host's own (ControlLayout), never the header's fields: the
+  // simulator can write those.
+  if (from != w.mapped_ids || n > kMapCapacity - from)
     fail("simulator process " + std::to_string(w.pid) + " reported address ids from " +
          std::to_string(from) + ", expected " + std::to_string(w.mapped_ids));
-  const auto* names = reinterpret_cast<const uint8_t*>(w.ctrl) + w.ctrl->names_offset;
-  const uint64_t capacity = w.ctrl->names_capacity;
-  auto* map = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(w.ctrl) + w.ctrl->map_offset);
+  const auto* names = reinterpret_cast<const uint8_t*>(w.ctrl) + ControlLayout::names_offset();
+  const uint64_t capacity = kNamesCapacity;
+  auto* map = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(w.ctrl) + ControlLayout::map_offset());
   auto& table = AddressTable::global();
   uint64_t at = 0;
   for (uint64_t j = 0; j < n; ++j) {
@@ -465,10 +483,11 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
       bool moved = false;
       for (auto& p : parts) {
         Message m;
-        while (p.worker->ctrl->up.pop(m)) {
+        for (uint32_t k = 0; k < Ring::kSlots && p.worker->ctrl->up.pop(m); ++k) {
           if (m.tag != p.tag) continue;  // an answer to an abandoned request
           moved = true;
           if (m.op == Op::Counts && p.stage == Part::Running) {
+            check_counts(p.worker->pid, m, p.count);
             map_names(*p.worker, m);
             // A re-run after a crash that came out different (a simulator with its own
             // randomness) moves everything after it: lay the batch out again.
@@ -555,6 +574,7 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
                                        [](uint64_t t, const auto& e) { return t < e.first; });
             p.lost.insert(at, {trace, reason});
           }
+          check_closing();  // close() from another thread: no restart
           if (++restarts > options_.max_restarts)
             fail("simulator processes failed more than " +
                  std::to_string(options_.max_restarts) +
@@ -567,6 +587,7 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
           moved = true;
         }
         if (interrupted && interrupted()) throw Interrupted();
+        check_closing();
       }
       if (!moved) {
         wait_on(
@@ -577,6 +598,7 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
               return false;
             },
             kSpinNs, std::max<int64_t>(next_check - now_ns(), 0));
+        check_closing();
       }
     }
   } catch (...) {
@@ -605,8 +627,16 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
   return out;
 }
 
+void Host::check_closing() const {
+  if (closing_.load()) throw HostError(HostError::Closed, "this ShmModel was closed during the run");
+}
+
 void Host::close() {
   if (getpid() != owner_) return;  // a forked child: the processes are its parent's
+  // A run on another thread sees the flag within one tick (the bell wakes it), stops its
+  // processes and returns; then the lock is ours.
+  closing_ = true;
+  if (arena_) ring(arena_->header().doorbell);
   std::unique_lock<std::timed_mutex> lock(run_mutex_, std::defer_lock);
   if (!lock.try_lock_for(std::chrono::seconds(2))) {
     // A run still going on another thread at interpreter exit: stop the processes only.

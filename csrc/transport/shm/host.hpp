@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -119,7 +120,8 @@ class Host {
   Batch run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
             bool required, const std::function<bool()>& interrupted);
 
-  /// Stops the processes (asks, then kills).  Batches already returned stay valid.
+  /// Stops the processes (asks, then kills).  Batches already returned stay valid.  From
+  /// another thread during a run, the run stops (HostError Closed) and restarts nothing.
   void close();
 
   std::vector<int> pids() const;
@@ -130,13 +132,23 @@ class Host {
 
  private:
   struct Worker {
-    pid_t pid = -1;
+    // Atomic: close() on another thread reads it to kill a run it cannot wait for.
+    std::atomic<pid_t> pid{-1};
     int control_fd = -1;
     Control* ctrl = nullptr;
     uint64_t mapped_ids = 1;  // simulator address ids with an entry in the map
     uint64_t last_beat = 0;
     int64_t beat_time = 0;
     bool ready = false;
+    void reset() {
+      pid = -1;
+      control_fd = -1;
+      ctrl = nullptr;
+      mapped_ids = 1;
+      last_beat = 0;
+      beat_time = 0;
+      ready = false;
+    }
   };
   struct Part;
 
@@ -148,6 +160,7 @@ class Host {
   void send(Worker& w, const Message& m);
   void dispatch(Part& p, uint64_t seed, bool required, const std::vector<uint8_t>& observations);
   void map_names(Worker& w, const Message& counts);
+  void check_closing() const;
 
   HostOptions options_;
   std::shared_ptr<Arena> arena_;
@@ -157,6 +170,7 @@ class Host {
   uint64_t tag_ = 0;
   uint64_t restarts_ = 0;
   bool closed_ = false;
+  std::atomic<bool> closing_{false};  // close() was called: a run in progress stops
   pid_t owner_;  // a forked child inherits the object, not the processes
 };
 

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -30,12 +31,15 @@ namespace ppfast::shm {
 namespace {
 
 constexpr int64_t kSpinNs = 50'000;          // after an answer the next request often follows at once
-constexpr int64_t kIdleCheckNs = 200'000'000;  // how often an idle process checks that its host lives
+constexpr int64_t kIdleCheckNs = 200'000'000;  // an idle process's longest sleep
+constexpr useconds_t kWatchdogUs = 50'000;     // how often the watchdog checks that the host lives
 
-/// Fault injection for tests of crash and hang handling: PPFAST_SHM_FAULT=KIND@TRACE
-/// makes the process fail when it starts trace TRACE; KIND is segv, kill, exit or hang.
+/// Fault injection for tests of crash, hang and hostile-simulator handling:
+/// PPFAST_SHM_FAULT=KIND@TRACE makes the process misbehave when it starts trace TRACE.
+/// KIND: segv, kill, exit (status 3), hang (sleeps), spin (busy loop), layout (rewrites
+/// the layout fields of its control header) or counts (reports impossible counts).
 struct Fault {
-  enum Kind { None, Segv, Kill, Exit, Hang } kind = None;
+  enum Kind { None, Segv, Kill, Exit, Hang, Spin, Layout, Counts } kind = None;
   uint64_t trace = 0;
 
   static Fault from_env() {
@@ -50,17 +54,31 @@ struct Fault {
     else if (kind == "kill") f.kind = Kill;
     else if (kind == "exit") f.kind = Exit;
     else if (kind == "hang") f.kind = Hang;
+    else if (kind == "spin") f.kind = Spin;
+    else if (kind == "layout") f.kind = Layout;
+    else if (kind == "counts") f.kind = Counts;
     return f;
   }
-  void trigger() const {
+  /// Returns whether the run's counts should be corrupted.
+  bool trigger(Control& ctrl) const {
     switch (kind) {
       case Segv: raise(SIGSEGV); break;
       case Kill: raise(SIGKILL); break;
       case Exit: _exit(3);
       case Hang:
         for (;;) pause();
+      case Spin:
+        for (volatile uint64_t n = 0;; n = n + 1) {
+        }
+      case Layout:
+        ctrl.size = ctrl.names_capacity = ctrl.map_capacity = ~uint64_t(0);
+        ctrl.names_offset = uint64_t(1) << 62;
+        ctrl.map_offset = uint64_t(1) << 61;
+        break;
+      case Counts: return true;
       case None: break;
     }
+    return false;
   }
 };
 
@@ -125,6 +143,7 @@ class Server {
 
   int serve() {
     if (!started_) return 2;
+    start_watchdog();
     ctrl_->worker_pid = uint32_t(getpid());
     ctrl_->abi_version = PPFAST_ABI_VERSION;
     std::snprintf(ctrl_->model_name, sizeof(ctrl_->model_name), "%s", model_->name ? model_->name : "model");
@@ -152,25 +171,33 @@ class Server {
     std::fprintf(stderr, "ppfast simulator: %s\n", why.c_str());
   }
 
-  bool host_alive() const { return !(kill(pid_t(ctrl_->host_pid), 0) != 0 && errno == ESRCH); }
+  /// A thread that ends this process's group when the host dies (killed, crashed): a
+  /// process busy in the model never looks, and nobody is left to stop it.  Not
+  /// PR_SET_PDEATHSIG: that fires when the host *thread* that started us ends.
+  void start_watchdog() {
+    const pid_t host = pid_t(ctrl_->host_pid), parent = getppid();
+    std::thread([host, parent] {
+      for (;;) {
+        usleep(kWatchdogUs);
+        // Reparented (the parent died), or the host is gone (we were started by a wrapper).
+        if (getppid() != parent || (kill(host, 0) != 0 && errno == ESRCH)) kill(0, SIGKILL);
+      }
+    }).detach();
+  }
 
   Message next() {
     Ring& down = ctrl_->down;
-    for (;;) {
-      if (wait_on(ctrl_->down_bell, [&] { return !down.empty(); }, kSpinNs, kIdleCheckNs)) {
-        Message m;
-        down.pop(m);
-        return m;
-      }
-      if (!host_alive()) _exit(0);  // nobody left to serve
+    while (!wait_on(ctrl_->down_bell, [&] { return !down.empty(); }, kSpinNs, kIdleCheckNs)) {
     }
+    Message m;
+    down.pop(m);
+    return m;
   }
 
   void send(const Message& m) {
-    while (ctrl_->up.full()) {  // the host reads every message it waits for; this is a safeguard
-      if (!host_alive()) _exit(0);
-      usleep(1000);
-    }
+    // The host reads every message it waits for; this is a safeguard (the watchdog ends
+    // the wait if the host is gone).
+    while (ctrl_->up.full()) usleep(1000);
     ctrl_->up.push(m);
     ring(arena_head_->doorbell);
   }
@@ -202,6 +229,7 @@ class Server {
     ctrl_->completed.store(0, std::memory_order_relaxed);
     size_t next_lost = 0;
     const bool faulty = fault_.kind != Fault::None;
+    bool bad_counts = false;
     for (uint64_t k = 0; k < count; ++k) {
       const uint64_t i = first + k;
       r.begin_trace(i);
@@ -209,7 +237,7 @@ class Server {
         r.fail(lost[next_lost++].second, ErrorCode::Simulator);
         r.end_trace(std::nan(""));
       } else {
-        if (faulty && fault_.trace == i) fault_.trigger();
+        if (faulty && fault_.trace == i) bad_counts = fault_.trigger(*ctrl_);
         const double result = execute(model_->run, r);
         r.end_trace(result);
       }
@@ -227,6 +255,7 @@ class Server {
     for (const auto& s : batch_.messages) message_bytes += 4 + align_up(s.size(), 4);
     counts.a[kCountMessageBytes] = message_bytes;
     report_names(counts);
+    if (bad_counts) counts.a[kCountRecords] = uint64_t(1) << 62;
     send(counts);
   }
 

@@ -290,14 +290,16 @@ def _log_q_of_guided_traces(model, net, batch):
     return np.array(out)
 
 
-@pytest.mark.parametrize("make", [Geometric, lambda: HalfNormal()], ids=["geometric", "rejection-loop"])
-def test_guided_step_by_step_network_equals_the_training_network(make):
+@pytest.mark.parametrize("make,network_type", [(Geometric, "lstm"), (lambda: HalfNormal(), "lstm"),
+                                               (Geometric, "feedforward")],
+                         ids=["geometric", "rejection-loop", "geometric-feedforward"])
+def test_guided_step_by_step_network_equals_the_training_network(make, network_type):
     """The guided run's one-step-at-a-time network (folded observation term, shared first
     steps, cached retries) proposes exactly what the packed training forward computes:
     log q recovered from the trace weights (log p(x, y) - log w) equals the training
     network's log q of the same values."""
     model = make()
-    net = _train(model, 3000)
+    net = _train(model, 3000, network_type=network_type)
     obs = {"obs": 4.0} if isinstance(model, Geometric) else {"y": 1.0}
     b = model.posterior_batch(60, IC, observe=obs, seed=10, slots=16)
     from_weights = b.traces["log_prior"] + b.traces["log_likelihood"] - b.log_weights

@@ -4,7 +4,7 @@ Convergence: :func:`ess` (autocorrelation-based, over chains), :func:`ess_kish`
 (weighted samples), :func:`effective_sample_size` (picks one), :func:`rhat` /
 :func:`gelman_rubin` (split R-hat), :func:`autocorrelation`, :func:`log_prob_trace`.
 Plots saved with one call: :func:`plot_trace`, :func:`plot_autocorrelation`,
-:func:`plot_log_prob`.  ArviZ: :func:`to_arviz`.  Interpretability:
+:func:`plot_log_prob`, :func:`plot_training` (an inference network's losses).  ArviZ: :func:`to_arviz`.  Interpretability:
 :func:`address_report`, :func:`trace_types`, :func:`latent_graph` (Graphviz DOT,
 networkx, rendered picture).
 
@@ -19,7 +19,7 @@ True
 
 from ..inference.mcmc import chains
 from .export import to_arviz, variable_names, variable_values
-from .plots import plot_autocorrelation, plot_log_prob, plot_trace
+from .plots import plot_autocorrelation, plot_log_prob, plot_trace, plot_training
 from .stats import autocorrelation, effective_sample_size, ess, ess_kish, gelman_rubin, log_prob_trace, rhat
 from .structure import (
                         AddressInfo,
@@ -48,6 +48,7 @@ __all__ = [
     "plot_autocorrelation",
     "plot_log_prob",
     "plot_trace",
+    "plot_training",
     "rhat",
     "to_arviz",
     "trace_types",

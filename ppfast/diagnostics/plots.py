@@ -13,7 +13,7 @@ import numpy as np
 from ._inputs import chain_array
 from .stats import autocorrelation, ess, log_prob_trace, rhat
 
-__all__ = ["plot_autocorrelation", "plot_log_prob", "plot_trace"]
+__all__ = ["plot_autocorrelation", "plot_log_prob", "plot_trace", "plot_training"]
 
 
 def _figure(width: float, height: float, ncols: int = 1, width_ratios: list | None = None) -> Any:
@@ -89,4 +89,35 @@ def plot_log_prob(x: Any, file_name: str | None = None, dpi: int = 100) -> Any:
     if len(lp) > 1:
         ax.legend(loc="lower right", fontsize="small")
     ax.set_title("log probability trace")
+    return _finish(fig, file_name, dpi)
+
+
+def plot_training(network: Any, file_name: str | None = None, dpi: int = 100) -> Any:
+    """The loss history of an inference network (or of a model's): the training loss per
+    step with a moving average, the validation loss, and the learning rate beside it."""
+    net = getattr(network, "inference_network", network)
+    history = getattr(net, "history", None)
+    if history is None:
+        raise TypeError(f"plot_training: expected an inference network or a model with one, got {type(network).__name__}")
+    if not history:
+        raise ValueError("plot_training: the network has no training history yet")
+    fig, (ax, ax_lr) = _figure(10, 3.5, ncols=2, width_ratios=[2, 1])
+    traces, loss = np.asarray(history, dtype=np.float64).T
+    ax.plot(traces, loss, lw=0.5, alpha=0.4, label="training")
+    k = max(1, len(loss) // 50)
+    if k > 1:  # a moving average over k steps shows the trend under the minibatch noise
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(traces[k - 1:], smooth, lw=1.5, color="C0", label=f"training ({k}-step mean)")
+    if getattr(net, "valid_history", None):
+        vt, vl = np.asarray(net.valid_history, dtype=np.float64).T
+        ax.plot(vt, vl, "o-", color="C1", label="validation")
+    ax.set_xlabel("traces")
+    ax.set_ylabel("loss (-log q per trace)")
+    ax.legend()
+    if getattr(net, "lr_history", None):
+        lt, lr = np.asarray(net.lr_history, dtype=np.float64).T
+        ax_lr.step(lt, lr, where="post", color="C2")
+        ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("traces")
+    ax_lr.set_ylabel("learning rate")
     return _finish(fig, file_name, dpi)

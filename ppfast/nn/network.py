@@ -29,7 +29,7 @@ from .data import Packed, StepData, pack
 from .embeddings import ObservationEmbedding
 from .tables import AddressTables, make_keys
 
-__all__ = ["DEFAULTS", "InferenceNetwork", "Minibatch"]
+__all__ = ["DEFAULTS", "NETWORK_TYPES", "InferenceNetwork", "Minibatch"]
 
 DEFAULTS: dict[str, Any] = {
     "lstm_dim": 512,
@@ -41,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "proposal_mixture_components": 10,
     "proposal_dim": 64,
     "address_instances": True,
+    "network_type": "lstm",
 }
+NETWORK_TYPES = ("lstm", "feedforward")
 
 # Heads are computed densely for every touched row (one GEMM) up to this many rows, by
 # gathering each step's head weights (one batched product) beyond.
@@ -79,6 +81,9 @@ class InferenceNetwork(nn.Module):
         if unknown:
             raise TypeError(f"InferenceNetwork: unknown options {sorted(unknown)}")
         cfg = dict(DEFAULTS, **config)
+        cfg["network_type"] = str(getattr(cfg["network_type"], "name", cfg["network_type"])).lower()
+        if cfg["network_type"] not in NETWORK_TYPES:
+            raise ValueError(f"network_type must be one of {', '.join(NETWORK_TYPES)}, got {config['network_type']!r}")
         self.config = cfg
         self.observe_names = list(observe_names)
         self.observe_sizes = [int(s) for s in observe_sizes]
@@ -89,13 +94,28 @@ class InferenceNetwork(nn.Module):
                                             cfg["observe_embedding_dim"])
         self.dist_embedding = nn.Embedding(fam.FAMILY_OF_KIND.size, ddim, padding_idx=0)
         self.input_dim = cfg["observe_embedding_dim"] + sdim + 2 * (adim + ddim)
-        self.lstm = nn.LSTM(self.input_dim, cfg["lstm_dim"], cfg["lstm_depth"])
+        # PyProb's two families: an LSTM over the trace's sites, or the same inputs through
+        # a feed-forward stack (no state carried from site to site).
+        self.lstm: nn.LSTM | None = None
+        self.feedforward: nn.Sequential | None = None
+        if cfg["network_type"] == "lstm":
+            self.lstm = nn.LSTM(self.input_dim, cfg["lstm_dim"], cfg["lstm_depth"])
+        else:
+            layers: list[nn.Module] = []
+            for i in range(cfg["lstm_depth"]):
+                layers += [nn.Linear(self.input_dim if i == 0 else cfg["lstm_dim"], cfg["lstm_dim"]), nn.ReLU()]
+            self.feedforward = nn.Sequential(*layers)
         self.trunk = nn.Linear(cfg["lstm_dim"], cfg["proposal_dim"])
         width = 3 * self.components
         self.tables = AddressTables({"address": (adim,), "value": (2, sdim), "head_w": (cfg["proposal_dim"], width),
                                     "head_b": (width,)}, device)
         self.traces_trained = 0
+        # (traces trained, loss) of every training step, and (traces trained, value) of
+        # every validation: the validation loss and the learning rate then.
         self.history: list[tuple[int, float]] = []
+        self.valid_history: list[tuple[int, float]] = []
+        self.lr_history: list[tuple[int, float]] = []
+        self.schedule_state: dict[str, Any] | None = None  # of the last run's learning-rate schedule
         self.to(device)
 
     # -- device ------------------------------------------------------------------------
@@ -234,8 +254,11 @@ class InferenceNetwork(nn.Module):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
             obs = self.observe(mb.observed).index_select(0, mb.rank)
             x = self._inputs(obs, local, mb.inv, mb.inv_prev, mb.not_first, mb.dist, mb.prev_dist, mb.z_prev)
-            out, _ = self.lstm(PackedSequence(x, mb.batch_sizes))
-            h, inv = out.data, mb.inv
+            if self.lstm is not None:
+                h = self.lstm(PackedSequence(x, mb.batch_sizes))[0].data
+            else:
+                h = self.feedforward(x)  # type: ignore[misc]
+            inv = mb.inv
             if mb.tries is not None:
                 h = torch.cat([h, h.index_select(0, mb.tries)])
                 inv = torch.cat([inv, inv.index_select(0, mb.tries)])
@@ -325,6 +348,9 @@ class InferenceNetwork(nn.Module):
             "head_width": self.head_width,
             "traces_trained": int(self.traces_trained),
             "history": [[int(a), float(b)] for a, b in self.history],
+            "valid_history": [[int(a), float(b)] for a, b in self.valid_history],
+            "lr_history": [[int(a), float(b)] for a, b in self.lr_history],
+            "schedule": self.schedule_state,
         }
         return {"state": state, "meta": meta}
 
@@ -337,7 +363,8 @@ class Stepper:
     product is the same for every trace of a run and is computed once; and a trace's
     first site has no previous value and a zero state, so its output depends only on
     (address, distribution) and is computed once per distinct pair in a batch.  Per-slot
-    states live in ``h``, ``c`` ([layers, slots, hidden])."""
+    states live in ``h``, ``c`` ([layers, slots, hidden]).  A feed-forward network takes
+    the same path with a ReLU layer for the cell and no state."""
 
     def __init__(self, net: InferenceNetwork, values: Sequence[np.ndarray], slots: int, autocast: bool):
         self.net = net
@@ -346,23 +373,27 @@ class Stepper:
         self.autocast = autocast and dev.type == "cuda"
         self.dtype = torch.bfloat16 if self.autocast else torch.float32
         layers, hidden = cfg["lstm_depth"], cfg["lstm_dim"]
-        self.h = torch.zeros(layers, slots, hidden, device=dev, dtype=self.dtype)
-        self.c = torch.zeros(layers, slots, hidden, device=dev)
+        self.recurrent = net.lstm is not None
+        self.h = torch.zeros(layers, slots if self.recurrent else 0, hidden, device=dev, dtype=self.dtype)
+        self.c = torch.zeros(layers, slots if self.recurrent else 0, hidden, device=dev)
         e = net.observe.dim
         with torch.no_grad():
             obs = net.embed_observation(values)[0]
-            lstm = net.lstm
             self.w_ih: list[torch.Tensor] = []
             self.w_hh: list[torch.Tensor] = []
             self.bias: list[torch.Tensor] = []
             for layer in range(layers):
-                w_ih = getattr(lstm, f"weight_ih_l{layer}")
-                b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+                if self.recurrent:
+                    w_ih = getattr(net.lstm, f"weight_ih_l{layer}")
+                    b = getattr(net.lstm, f"bias_ih_l{layer}") + getattr(net.lstm, f"bias_hh_l{layer}")
+                    self.w_hh.append(getattr(net.lstm, f"weight_hh_l{layer}").t().contiguous().to(self.dtype))
+                else:
+                    linear = net.feedforward[2 * layer]  # type: ignore[index]
+                    w_ih, b = linear.weight, linear.bias
                 if layer == 0:
                     b = b + w_ih[:, :e] @ obs
                     w_ih = w_ih[:, e:]
                 self.w_ih.append(w_ih.t().contiguous().to(self.dtype))
-                self.w_hh.append(getattr(lstm, f"weight_hh_l{layer}").t().contiguous().to(self.dtype))
                 self.bias.append(b.float())
         self.steps = 0
         self.requests = 0
@@ -435,6 +466,10 @@ class Stepper:
         inp = x.to(self.dtype)
         for layer in range(len(self.w_ih)):
             gates = (inp @ self.w_ih[layer]).float() + self.bias[layer]
+            if not self.recurrent:
+                hs.append(torch.relu(gates))
+                inp = hs[-1].to(self.dtype)
+                continue
             c_prev = torch.zeros(m, self.c.shape[2], device=dev)
             if len(lat):
                 h_prev = self.h[layer].index_select(0, slots)
@@ -449,7 +484,7 @@ class Stepper:
         # States of every requesting slot (first sites share their computed row).
         e = t(expand)
         all_slots = t(req["slot"])
-        for layer in range(len(hs)):
+        for layer in range(len(cs)):
             self.h[layer].index_copy_(0, all_slots, hs[layer].index_select(0, e).to(self.dtype))
             self.c[layer].index_copy_(0, all_slots, cs[layer].index_select(0, e))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.autocast):

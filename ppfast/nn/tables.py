@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import torch
 
-__all__ = ["AddressTables", "Rows", "make_keys"]
+__all__ = ["AddressTables", "Rows", "larc_scale", "make_keys"]
 
 _INSTANCE_LIMIT = (1 << 24) - 1
 
@@ -26,6 +26,18 @@ def make_keys(address: np.ndarray, instance: np.ndarray, kind: np.ndarray) -> np
     a = address.astype(np.uint64) << np.uint64(32)
     i = np.minimum(instance.astype(np.uint64), np.uint64(_INSTANCE_LIMIT)) << np.uint64(8)
     return a | i | kind.astype(np.uint64)
+
+
+# LARC's trust coefficient (You, Gitman and Ginsburg, 2017; the usual 0.02).
+LARC_TRUST = 0.02
+
+
+def larc_scale(w_norm: torch.Tensor, g_norm: torch.Tensor, lr: float, weight_decay: float) -> torch.Tensor:
+    """LARC in clipping mode: the factor min(trust ||w|| / (||g|| + wd ||w||) / lr, 1) by
+    which a layer's gradient (weight decay included) is scaled; 1 where either norm is 0."""
+    local = LARC_TRUST * w_norm / (g_norm + weight_decay * w_norm + 1e-8)
+    scale = torch.clamp(local / lr, max=1.0)
+    return torch.where((w_norm > 0) & (g_norm > 0), scale, torch.ones_like(scale))
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -192,20 +204,47 @@ class AddressTables:
                 step.mul_(self._trust(leaf, step))
             self.storage.index_copy_(0, rows, leaf - step.mul_(lr))
 
-    def _trust(self, w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """[rows, width] factors ||w|| / ||u|| per row and named table (1 where either is 0)."""
+    def _segment_norms(self, w: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(||w||, ||u|| per row and named table, [rows, tables]; column -> table index)."""
         sizes = torch.tensor([_size(s) for s in self.shapes.values()], device=w.device)
         seg = torch.repeat_interleave(torch.arange(len(sizes), device=w.device), sizes)
         w2 = torch.zeros(w.shape[0], len(sizes), device=w.device).index_add_(1, seg, w * w)
         u2 = torch.zeros_like(w2).index_add_(1, seg, u * u)
-        ratio = torch.where((w2 > 0) & (u2 > 0), (w2 / u2.clamp_min(1e-30)).sqrt(), torch.ones_like(w2))
+        return w2.sqrt(), u2.sqrt(), seg
+
+    def _trust(self, w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """[rows, width] factors ||w|| / ||u|| per row and named table (1 where either is 0)."""
+        wn, un, seg = self._segment_norms(w, u)
+        ratio = torch.where((wn > 0) & (un > 0), wn / un.clamp_min(1e-30), torch.ones_like(wn))
         return ratio.index_select(1, seg)
 
     @torch.no_grad()
-    def sgd(self, rows: torch.Tensor, local: Rows, lr: float) -> None:
-        if local.flat.grad is not None:
-            with self.lock:
-                self.storage.index_copy_(0, rows, local.flat.detach() - lr * local.flat.grad)
+    def larc_(self, local: Rows, lr: float, weight_decay: float) -> None:
+        """LARC on the gathered rows' gradient, in place: each (row, named table) is a layer."""
+        g = local.flat.grad
+        if g is None:
+            return
+        w = local.flat.detach()
+        wn, gn, seg = self._segment_norms(w, g)
+        if weight_decay:
+            g.add_(w, alpha=weight_decay)
+        g.mul_(larc_scale(wn, gn, lr, weight_decay).index_select(1, seg))
+
+    @torch.no_grad()
+    def sgd(self, rows: torch.Tensor, local: Rows, lr: float, weight_decay: float = 0.0, momentum: float = 0.0) -> None:
+        """One SGD step on ``rows``, with Nesterov momentum (kept in ``m``) when given."""
+        g = local.flat.grad
+        if g is None:
+            return
+        leaf = local.flat.detach()
+        if weight_decay:
+            g = g + weight_decay * leaf
+        with self.lock:
+            if momentum:
+                m = self.m.index_select(0, rows).mul_(momentum).add_(g)
+                self.m.index_copy_(0, rows, m)
+                g = g + momentum * m
+            self.storage.index_copy_(0, rows, leaf - lr * g)
 
     # -- saving ------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:

@@ -27,8 +27,9 @@ from ..errors import PpfastError
 from ..trace import TraceBatch, address_name
 from .data import StepData, observe_names_of
 from .embeddings import normalize_spec
-from .network import DEFAULTS, InferenceNetwork
-from .tables import Rows
+from .network import DEFAULTS, NETWORK_TYPES, InferenceNetwork
+from .optim import OPTIMIZERS, NetworkOptimizer, optimizer_for
+from .watch import SCHEDULES, Schedule, Watch
 
 __all__ = ["TrainingError", "learn_inference_network", "load_inference_network", "save_inference_network"]
 
@@ -154,119 +155,6 @@ def _step_data(net: InferenceNetwork, batch: TraceBatch) -> StepData:
     return data
 
 
-class Lamb(torch.optim.Optimizer):
-    """LAMB (You et al., 2019): Adam whose step for each parameter tensor is rescaled by
-    the trust ratio ||w|| / ||update||, with decoupled weight decay -- for the large
-    global minibatches of many ranks."""
-
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["step"] = torch.zeros((), dtype=torch.float32)
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
-                st["step"] += 1
-                t = float(st["step"])
-                m, v, g = st["exp_avg"], st["exp_avg_sq"], p.grad
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                u = (m / (1 - b1 ** t)).div_((v / (1 - b2 ** t)).sqrt_().add_(group["eps"]))
-                if group["weight_decay"]:
-                    u.add_(p, alpha=group["weight_decay"])
-                wn, un = float(p.norm()), float(u.norm())
-                ratio = wn / un if wn > 0 and un > 0 else 1.0
-                p.add_(u, alpha=-group["lr"] * ratio)
-
-
-OPTIMIZERS = ("adam", "lamb", "sgd")
-
-
-class _Optimizer:
-    """Dense Adam / LAMB / SGD for the shared layers, row-wise for the address tables.
-
-    Kept on the network (``net._optimizer``) so that training goes on with its state, and
-    saved with it (:func:`save_inference_network`)."""
-
-    def __init__(self, net: InferenceNetwork, kind: str, lr: float, weight_decay: float):
-        self.net, self.kind, self.lr, self.weight_decay = net, kind, lr, weight_decay
-        params = list(net.parameters())
-        self.dense: torch.optim.Optimizer
-        if kind == "adam":
-            try:
-                self.dense = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-            except (RuntimeError, TypeError):
-                self.dense = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-        elif kind == "lamb":
-            self.dense = Lamb(params, lr=lr, weight_decay=weight_decay)
-        elif kind == "sgd":
-            self.dense = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-        else:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
-
-    def set_lr(self, lr: float, weight_decay: float) -> None:
-        self.lr, self.weight_decay = lr, weight_decay
-        for group in self.dense.param_groups:
-            group["lr"], group["weight_decay"] = lr, weight_decay
-
-    def step(self, rows: torch.Tensor, local: Rows) -> None:
-        self.dense.step()
-        if self.kind == "sgd":
-            self.net.tables.sgd(rows, local, self.lr)
-        else:
-            self.net.tables.adam(rows, local, self.lr, weight_decay=self.weight_decay,
-                                 trust_ratio=self.kind == "lamb")
-
-    # -- saving ------------------------------------------------------------------------
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """(tensors keyed 'optimizer.…', JSON-able metadata) of the whole optimizer state."""
-        tensors = {}
-        for i, st in self.dense.state_dict()["state"].items():
-            for k, v in st.items():
-                tensors[f"optimizer.dense.{i}.{k}"] = torch.as_tensor(v).detach().cpu().clone()
-        for k, v in self.net.tables.moments().items():
-            tensors[f"optimizer.tables.{k}"] = v
-        return tensors, {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay}
-
-    def load(self, tensors: dict[str, torch.Tensor]) -> None:
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in tensors.items():
-            if key.startswith("optimizer.dense."):
-                i, name = key[len("optimizer.dense."):].split(".", 1)
-                state.setdefault(int(i), {})[name] = v
-        groups = self.dense.state_dict()["param_groups"]
-        self.dense.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _optimizer_for(net: InferenceNetwork, kind: str, lr: float, weight_decay: float) -> _Optimizer:
-    """The network's optimizer, going on with its state (live, or loaded from a file)
-    when it is of the same kind; a new one otherwise."""
-    opt = getattr(net, "_optimizer", None)
-    if isinstance(opt, _Optimizer) and opt.kind == kind and opt.net is net:
-        opt.set_lr(lr, weight_decay)
-        moved = any(v.device != p.device for p, st in opt.dense.state.items() for k, v in st.items()
-                    if torch.is_tensor(v) and k != "step")
-        if moved:  # the network went to another device: its state follows (load_state_dict casts)
-            opt.dense.load_state_dict(opt.dense.state_dict())
-        return opt
-    opt = _Optimizer(net, kind, lr, weight_decay)
-    saved = getattr(net, "_optimizer_saved", None)
-    if saved is not None and saved[1].get("kind") == kind:
-        opt.load(saved[0])
-    net._optimizer_saved = None  # type: ignore[assignment]
-    net._optimizer = opt  # type: ignore[assignment]
-    return opt
-
-
 class _Progress:
     def __init__(self, total: int, enabled: bool | None):
         from ..model import _Config
@@ -280,12 +168,14 @@ class _Progress:
                             mininterval=0.5)
         self.start = time.perf_counter()
         self.done = 0
+        self.valid: float | None = None
 
     def update(self, n: int, loss: float) -> None:
         self.done += n
         if self.bar is not None:
             rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"loss {loss:.4g}, {rate:,.0f} traces/s", refresh=False)
+            valid = "" if self.valid is None else f", valid {self.valid:.4g}"
+            self.bar.set_postfix_str(f"loss {loss:.4g}{valid}, {rate:,.0f} traces/s", refresh=False)
             self.bar.update(n)
 
     def close(self) -> None:
@@ -305,6 +195,11 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
                             simulation_chunk: int | None = None, distributed: bool | None = None,
                             backend: str | None = None, lr_scaling: str | None = "linear",
                             checkpoint: str | Path | None = None, checkpoint_every: int | None = None,
+                            network_type: str | None = None, lr_schedule: str | None = None,
+                            learning_rate_end: float | None = None, num_traces_end: int | None = None,
+                            lr_decay: float = 0.1, lr_patience: int = 3, valid_size: int = 0,
+                            valid_every: int | None = None, early_stopping: int | None = None,
+                            log_dir: str | Path | None = None, log_file_name: str | Path | None = None,
                             **config: Any) -> InferenceNetwork:
     """Trains an inference network on ``num_traces`` traces, ``batch_size`` per step.
 
@@ -314,13 +209,39 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     pass).  ``prior_inflation``: True (factor 3) or a factor by which Normal / LogNormal
     scales widen, with uniform Categorical and Bernoulli draws, for broader training data.
     ``device``: 'cpu' or 'cuda' (default: where ``network`` is, else 'cpu'); bf16 autocast
-    on CUDA unless ``mixed_precision=False``.  ``optimizer``: 'adam' (default), 'lamb'
-    (Adam with LAMB's layer-wise trust ratio, for large global minibatches) or 'sgd'; the
-    network keeps its optimizer, so training again goes on with the optimizer's state.
-    Network sizes (PyProb's defaults): ``lstm_dim=512, lstm_depth=1,
+    on CUDA unless ``mixed_precision=False``.
+
+    ``network_type``: 'lstm' (default) or 'feedforward' (PyProb's two networks: the same
+    embeddings and proposal heads, with ``lstm_depth`` ReLU layers of width ``lstm_dim``
+    in place of the LSTM, so a site's proposal does not depend on the sites before the
+    previous one).  Network sizes (PyProb's defaults): ``lstm_dim=512, lstm_depth=1,
     address_embedding_dim=64, distribution_type_embedding_dim=8, sample_embedding_dim=4,
     observe_embedding_dim=256, proposal_mixture_components=10, proposal_dim=64,
     address_instances=True``.
+
+    ``optimizer``: 'adam' (default), 'sgd', 'lamb' (Adam with LAMB's layer-wise trust
+    ratio, for large global minibatches), 'adam_larc' or 'sgd_larc' (layer-wise adaptive
+    rate clipping of the gradient, trust 0.02); the network keeps its optimizer, so
+    training again goes on with the optimizer's state.
+
+    Learning rate, counted in traces the network has trained on (PyProb's convention):
+    ``lr_schedule`` None (constant ``learning_rate``), 'poly1' / 'poly2' (polynomial decay
+    to ``learning_rate_end`` at ``num_traces_end``, PyProb's POLY1 / POLY2), 'cosine' (to
+    ``learning_rate_end``), 'step' (times ``lr_decay`` at 1/2 and 3/4 of
+    ``num_traces_end``) or 'plateau' (times ``lr_decay`` when the validation loss -- the
+    training loss without a validation set -- has not improved for ``lr_patience``
+    validations, never below ``learning_rate_end``).  ``num_traces_end`` defaults to the
+    end of this call, ``learning_rate_end`` to min(1e-6, learning_rate) (no floor for
+    'plateau').  'sgd' uses Nesterov momentum 0.9, as PyProb.
+
+    Watching: ``valid_size`` prior traces of ``model`` (trace numbers from 2^62 of the
+    seed, never trained on) give a validation loss every ``valid_every`` traces (default:
+    a fiftieth of the run); ``early_stopping=K`` stops after K validations without
+    improvement.  ``log_dir``: TensorBoard event files (loss/train per step, loss/valid,
+    learning_rate; needs ``pip install 'ppfast[tensorboard]'``); ``log_file_name``: the
+    same per validation as CSV lines (traces, seconds, train_loss, valid_loss,
+    learning_rate).  The network keeps ``history`` (traces, training loss per step),
+    ``valid_history`` and ``lr_history``: ``ppfast.diagnostics.plot_training(net)``.
 
     Data-parallel training (:mod:`ppfast.nn.distributed`): ``distributed=None`` trains
     over all ranks when launched by ``mpiexec`` / ``torchrun`` with more than one rank;
@@ -332,7 +253,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     ('none').  ``backend``: 'gloo' (default on CPU), 'nccl' (default on CUDA) or 'mpi'.
 
     ``checkpoint``: a file written (on rank 0 only) every ``checkpoint_every`` traces and
-    at the end, with the optimizer state; resume with ``load_inference_network`` (on every
+    at the end, with the optimizer and schedule state; resume with ``load_inference_network`` (on every
     rank) and ``learn_inference_network(..., network=net)``.
     """
     from ..model import next_seed
@@ -346,15 +267,42 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    optimizer = str(getattr(optimizer, "name", optimizer)).lower()
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if network_type is not None:
+        network_type = str(getattr(network_type, "name", network_type)).lower()
+        if network_type not in NETWORK_TYPES:
+            raise ValueError(f"network_type must be one of {', '.join(NETWORK_TYPES)}, got {network_type!r}")
+        if network is not None and network.config["network_type"] != network_type:
+            raise ValueError(f"network_type={network_type!r}, but the network to train further is a "
+                             f"{network.config['network_type']!r} network")
+        config["network_type"] = network_type
+    if lr_schedule is not None and lr_schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule must be None or one of {', '.join(SCHEDULES)}, got {lr_schedule!r}")
+    if not 0 < float(lr_decay) < 1:
+        raise ValueError(f"lr_decay must be in (0, 1), got {lr_decay}")
+    for name, value in (("lr_patience", lr_patience), ("valid_every", valid_every), ("early_stopping", early_stopping),
+                        ("num_traces_end", num_traces_end)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    valid_size = int(valid_size or 0)
+    if valid_size < 0:
+        raise ValueError(f"valid_size must be >= 0, got {valid_size}")
+    if early_stopping is not None and not valid_size:
+        raise ValueError("early_stopping needs a validation set: pass valid_size=N")
+    if valid_size and model is None:
+        raise ValueError("valid_size: the validation traces are simulated from the model; pass the model")
+    if learning_rate_end is not None and not 0 <= float(learning_rate_end) <= float(learning_rate):
+        raise ValueError(f"learning_rate_end must be in [0, learning_rate={learning_rate}], got {learning_rate_end}")
     if checkpoint_every is not None and int(checkpoint_every) < 1:
         raise ValueError(f"checkpoint_every must be >= 1 traces, got {checkpoint_every}")
     # A network goes on training where it is unless a device is named.
     dev = _device(device if device is not None else (network.device if network is not None else "cpu"))
     grp = dp.group(backend, dev) if distributed is not False and dp.launched(bool(distributed)) else None
     size, rank = (grp.size, grp.rank) if grp is not None else (1, 0)
-    lr = float(learning_rate) * dp.lr_factor(lr_scaling, size)
+    lr_factor = dp.lr_factor(lr_scaling, size)
+    lr = float(learning_rate) * lr_factor
     if grp is not None:
         dev = grp.device_for(dev)
     autocast = (dev.type == "cuda") if mixed_precision is None else bool(mixed_precision)
@@ -371,7 +319,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     chunk = c0 = 0
     simulate: Callable[[int, int], TraceBatch] | None = None
 
-    def setup() -> tuple[list[TraceBatch], TraceBatch, int, InferenceNetwork]:
+    def setup() -> tuple[list[TraceBatch], TraceBatch, int, InferenceNetwork, tuple[StepData, np.ndarray] | None]:
         nonlocal num_traces, chunk, c0, simulate
         if offline:
             parts = _dataset_batches(dataset)
@@ -413,20 +361,31 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
         if net.traces_trained == 0:
             d0 = _step_data(net, first_batch)
             net.observe.fit([torch.as_tensor(o[d0.usable], device=dev) for o in d0.observed])
-        return batches, first_batch, int(num_traces), net
+        valid = _validation_set(model, net, seed, valid_size) if valid_size else None
+        return batches, first_batch, int(num_traces), net, valid
 
     if grp is None:
-        batches, first_batch, num_traces, net = setup()
+        batches, first_batch, num_traces, net, valid = setup()
     else:
-        batches, first_batch, num_traces, net = grp.run("setting up inference network training", setup)
+        batches, first_batch, num_traces, net, valid = grp.run("setting up inference network training", setup)
         chunk = int(grp.broadcast_object(chunk))  # trace numbers of later chunks must not overlap
     net.train()
-    opt = _optimizer_for(net, optimizer, lr, float(weight_decay))
+    opt = optimizer_for(net, optimizer, lr, float(weight_decay))
     ddp = None
     if grp is not None:
         ddp = dp.DataParallel(grp, net, opt, seed)
         ddp.start()
     bar = _Progress(num_traces, progress if rank == 0 else False)
+    if learning_rate_end is not None:
+        lr_end = float(learning_rate_end) * lr_factor
+    else:  # PyProb's 1e-6 for the decaying schedules; 'plateau' has no floor unless asked
+        lr_end = 0.0 if lr_schedule == "plateau" else min(lr, 1e-6)
+    schedule = Schedule(lr_schedule, lr, lr_end,
+                        int(num_traces_end) if num_traces_end else net.traces_trained + num_traces,
+                        float(lr_decay), int(lr_patience))
+    watch = Watch(net, opt, schedule, valid, int(valid_every or max(batch_size * size, num_traces // 50)),
+                  early_stopping, batch_size, autocast, log_dir, log_file_name, writes=rank == 0,
+                  share=None if grp is None else grp.broadcast_object)
 
     def minibatches() -> Iterator[tuple[StepData, np.ndarray]]:
         if offline:
@@ -479,23 +438,43 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
 
     try:
         if ddp is None:
-            _train_single(net, opt, minibatches(), num_traces, autocast, bar, dev.type != "cpu", save_due, save)
+            _train_single(net, opt, minibatches(), num_traces, autocast, bar, dev.type != "cpu", save_due, save, watch)
         else:
             _train_distributed(ddp, minibatches(), math.ceil(num_traces / (batch_size * size)), autocast, bar,
-                               save_due, save)
+                               save_due, save, watch)
+        if not net.lr_history or net.lr_history[-1][0] != net.traces_trained:
+            watch.evaluate()  # the logs and histories end where training ended
         if checkpoint is not None:
             save()
             if grp is not None:
                 grp.barrier()  # the file is there when any rank returns
     finally:
         bar.close()
+        watch.close()
     net.eval()
     return net
 
 
-def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tuple[StepData, np.ndarray]],
+# Validation traces are trace numbers 2^62, 2^62 + 1, ... of the training seed: never
+# reached by training, which numbers its traces from 0.
+_VALID_FIRST = 1 << 62
+
+
+def _validation_set(model: Any, net: InferenceNetwork, seed: int, size: int) -> tuple[StepData, np.ndarray]:
+    """``size`` prior traces of ``model`` as (StepData, usable trace ids), with their rows
+    added to the network's tables now (every rank adds the same rows, in the same order,
+    before the ranks compare networks)."""
+    batch = model.simulate(size, seed=seed, first=_VALID_FIRST, progress=False, on_error="skip", required=False)
+    data = _step_data(net, batch)
+    if len(data.usable) == 0:
+        raise TrainingError(f"valid_size={size}: every validation trace failed")
+    net._step_rows(data, grow=True)
+    return data, data.usable
+
+
+def _train_single(net: InferenceNetwork, opt: NetworkOptimizer, batches: Iterator[tuple[StepData, np.ndarray]],
                   num_traces: int, autocast: bool, bar: _Progress, gpu: bool, due: Callable[[], bool],
-                  save: Callable[[], Any]) -> None:
+                  save: Callable[[], Any], watch: Watch) -> None:
     def limited() -> Iterator[tuple[StepData, np.ndarray]]:
         given = 0
         for data, ids in batches:
@@ -517,10 +496,12 @@ def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tupl
         if not pending:
             return
         values = torch.stack([v for _, v in pending]).float().cpu().tolist()
-        for (n, _), value in zip(pending, values):
+        items = [(n, value) for (n, _), value in zip(pending, values)]
+        for n, value in items:
             if not math.isfinite(value):
                 raise TrainingError(f"training loss is {value} after {n} traces; try a smaller learning_rate")
-            net.history.append((n, value))
+        net.history.extend(items)
+        watch.losses(items)
         bar.update(sum(pending_sizes), values[-1])
         pending.clear()
         pending_sizes.clear()
@@ -529,6 +510,7 @@ def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tupl
         for data, ids, mb in source:
             if mb.num_steps == 0:
                 raise TrainingError("the training traces have no controlled scalar sample sites to propose for")
+            watch.before_step()
             local = net.tables.gather(mb.rows)
             loss = net.loss(mb, local, autocast)
             opt.dense.zero_grad(set_to_none=True)
@@ -539,6 +521,12 @@ def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tupl
             pending_sizes.append(len(ids))
             if not gpu or len(pending) >= 32:
                 flush()
+            if watch.due():
+                flush()
+                stop = watch.evaluate()
+                bar.valid = watch.last_valid
+                if stop:
+                    break
             if due():
                 flush()  # a checkpoint holds the history up to its step
                 save()
@@ -548,7 +536,7 @@ def _train_single(net: InferenceNetwork, opt: _Optimizer, batches: Iterator[tupl
 
 
 def _train_distributed(ddp: Any, batches: Iterator[tuple[StepData, np.ndarray]], steps: int, autocast: bool,
-                       bar: _Progress, due: Callable[[], bool], save: Callable[[], Any]) -> None:
+                       bar: _Progress, due: Callable[[], bool], save: Callable[[], Any], watch: Watch) -> None:
     """``steps`` steps in lockstep with the other ranks (see :mod:`ppfast.nn.distributed`)."""
     net, opt = ddp.net, ddp.opt
     check = int(os.environ.get("PPFAST_DIST_CHECK", "0") or 0)
@@ -587,12 +575,19 @@ def _train_distributed(ddp: Any, batches: Iterator[tuple[StepData, np.ndarray]],
             if not math.isfinite(value):
                 raise TrainingError(f"training loss is {value} after {net.traces_trained + count} traces; "
                                     "try a smaller learning_rate")
+            watch.before_step()
             opt.step(union, rows)
             net.traces_trained += count
             net.history.append((net.traces_trained, value))
+            watch.losses([(net.traces_trained, value)])
             bar.update(count, value)
             if check and (step + 1) % check == 0:
                 ddp.verify()
+            if watch.due():
+                stop = watch.evaluate()  # the same decision on every rank
+                bar.valid = watch.last_valid
+                if stop:
+                    break
             if due():
                 save()
     finally:
@@ -625,7 +620,7 @@ def save_inference_network(net: InferenceNetwork, path: str | Path, optimizer: b
     state, meta = saved["state"], saved["meta"]
     opt = getattr(net, "_optimizer", None)
     pending = getattr(net, "_optimizer_saved", None)
-    if optimizer and isinstance(opt, _Optimizer):
+    if optimizer and isinstance(opt, NetworkOptimizer):
         tensors, meta["optimizer"] = opt.state()
         state.update(tensors)
     elif optimizer and pending is not None:  # loaded with optimizer state, not trained since
@@ -687,6 +682,9 @@ def load_inference_network(path: str | Path, observe_embeddings: dict[str, Any] 
         net._optimizer_saved = (dense, meta["optimizer"])  # type: ignore[assignment]
     net.traces_trained = int(meta.get("traces_trained", 0))
     net.history = [(int(a), float(b)) for a, b in meta.get("history", [])]
+    net.valid_history = [(int(a), float(b)) for a, b in meta.get("valid_history", [])]
+    net.lr_history = [(int(a), float(b)) for a, b in meta.get("lr_history", [])]
+    net.schedule_state = meta.get("schedule")
     net.to(_device(device))
     net.eval()
     return net

@@ -1,4 +1,7 @@
-"""The ``ppfast`` command: ``ppfast demo``, ``ppfast bench``, ``ppfast --cmake-dir``."""
+"""The ``ppfast`` command: ``ppfast demo``, ``ppfast examples``, ``ppfast --cmake-dir``.
+
+The benchmarks belong to the source tree, not to the installed package: ``python -m bench``
+in a checkout."""
 
 from __future__ import annotations
 
@@ -38,19 +41,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: List[str]) -> int:
-    try:
-        from bench.__main__ import main as bench_main
-    except ImportError:
-        print("ppfast bench: run it from the source tree (python -m bench)", file=sys.stderr)
-        return 2
-    return int(bench_main(args) or 0)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
-        return _bench(argv[1:])
+        print("ppfast bench: the benchmarks are part of the source tree, not of the installed package; "
+              "run `python -m bench` in a checkout of ppfast (see bench/README.md)", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="ppfast", description="Fast probabilistic programming for simulators.")
     parser.add_argument("--cmake-dir", action="store_true", help="print the CMake package dir (for -Dppfast_DIR)")
     parser.add_argument("--include-dir", action="store_true", help="print the C/C++ include dir")
@@ -60,7 +56,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-progress", action="store_true")
     sub.add_parser("examples", help="list the example simulators")
-    sub.add_parser("bench", help="run the benchmarks (from the source tree)")
     args = parser.parse_args(argv)
     if args.cmake_dir or args.include_dir:
         from ._paths import CMAKE_DIR, INCLUDE_DIR

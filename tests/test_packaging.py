@@ -82,3 +82,22 @@ def test_everything_but_ppx_works_without_libzmq():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PPX: PPX needs ZeroMQ (libzmq.so.5)" in r.stdout, r.stdout
     assert "libzmq mapped: False" in r.stdout, r.stdout
+
+
+def test_repository_folders_are_not_importable_outside_the_checkout():
+    # The editable install must not put the repository root on sys.path.
+    r = _python("""
+        import importlib.util, sys
+        for name in ("bench", "tests", "examples", "scripts"):
+            spec = importlib.util.find_spec(name)
+            where = list(spec.submodule_search_locations or [spec.origin]) if spec else []
+            print(name, [str(w) for w in where])
+    """)
+    assert r.returncode == 0, r.stderr
+    assert str(ROOT) + "/" not in r.stdout, r.stdout
+
+
+def test_ppfast_bench_points_to_python_m_bench():
+    r = subprocess.run([sys.executable, "-m", "ppfast", "bench"], capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 2
+    assert "python -m bench" in r.stderr

@@ -64,7 +64,7 @@ EXTERNAL_GUM = """
 """
 
 
-def build_external(tmp_path: Path, target: str, source: str) -> Path:
+def build_external(tmp_path: Path, target: str, source: str, build_type: str = "Release") -> Path:
     """Builds an out-of-tree simulator against the installed package, the way a user
     would (find_package(ppfast) with -Dppfast_DIR=$(python -m ppfast --cmake-dir));
     ``target`` is the CMake lines after find_package, ``source`` is sim.cpp."""
@@ -75,7 +75,7 @@ def build_external(tmp_path: Path, target: str, source: str) -> Path:
     (src / "sim.cpp").write_text(textwrap.dedent(source))
     cmake_dir = subprocess.run([sys.executable, "-m", "ppfast", "--cmake-dir"], check=True, capture_output=True,
                                text=True).stdout.strip()
-    for cmd in (["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}", "-DCMAKE_BUILD_TYPE=Release"],
+    for cmd in (["cmake", "-S", str(src), "-B", str(build), f"-Dppfast_DIR={cmake_dir}", f"-DCMAKE_BUILD_TYPE={build_type}"],
                 ["cmake", "--build", str(build)]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -116,29 +116,65 @@ struct Mixture : Distribution {
   }
 };
 
+// Debug builds (no NDEBUG) check every `const char*` address: see detail::intern_checked.
+// Define PPFAST_CHECK_ADDRESSES to 0 or 1 to choose explicitly.
+#ifndef PPFAST_CHECK_ADDRESSES
+#ifdef NDEBUG
+#define PPFAST_CHECK_ADDRESSES 0
+#else
+#define PPFAST_CHECK_ADDRESSES 1
+#endif
+#endif
+
 namespace detail {
 /// Interns a string through the current recorder, caching by pointer (string literals
 /// keep their address), so a call site pays a hash lookup once.
 uint32_t intern_cached(const char* s, const char* file, int line);
+
+/// intern_cached, and in debug builds a check of the rule it relies on: the text behind a
+/// `const char*` address never changes.  `s.c_str()` of a loop-local std::string breaks
+/// it (the next iteration's string may reuse the buffer, and every iteration would get the
+/// first one's address); the check re-interns by content and fails the trace, naming the
+/// site, instead of silently merging the addresses.
+inline uint32_t intern_checked(const char* s, const char* file, int line) {
+  const uint32_t id = intern_cached(s, file, line);
+#if PPFAST_CHECK_ADDRESSES
+  if (ppfast_intern(s) != id) {
+    std::string message = std::string("ppfast: the text behind the const char* address \"") + s + "\"";
+    if (file) message += std::string(" (") + file + ":" + std::to_string(line) + ")";
+    message += " changed since that pointer was first used, so two different addresses would be merged: "
+               "const char* addresses must be string literals or strings that live, unchanged, as long as the "
+               "process (pass a std::string built at run time: it is interned by content)";
+    ppfast_fail(message.c_str());
+  }
+#endif
+  return id;
+}
+
+inline uint32_t sample_flags(bool control, bool replace) {
+  const uint32_t c = control ? static_cast<uint32_t>(PPFAST_CONTROL) : 0u;
+  return c | (replace ? static_cast<uint32_t>(PPFAST_REPLACE) : 0u);
+}
+
 inline void check() {
   if (ppfast_failed()) throw TraceAborted();
 }
 }  // namespace detail
 
 /// Draws a scalar value at `address` (the first element for tensor distributions).
-/// `address` and `name` must be string literals or strings that live as long as the
-/// process (their pointer keys a cache); build addresses at run time as std::string and
-/// use the std::string overloads below.
+/// `address` and `name` must be string literals or strings that live, unchanged, as long
+/// as the process (their pointer keys a cache; debug builds check it); build addresses at
+/// run time as std::string and use the std::string overloads below.
 inline double sample(const Distribution& d, const char* address, const char* name = nullptr, bool control = true,
                      bool replace = false, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
   double small[1];
   std::vector<double> big;
   double* out = v.size == 1 ? small : (big.resize(v.size), big.data());
-  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
+  const uint32_t flags = detail::sample_flags(control, replace);
   // Address first: it records the source location when first seen.
-  const uint32_t a = detail::intern_cached(address, file, line);
-  const uint32_t n = name ? detail::intern_cached(name, nullptr, 0) : 0u;
+  const uint32_t a = detail::intern_checked(address, file, line);
+  const uint32_t n = name ? detail::intern_checked(name, nullptr, 0) : 0u;
   double x = ppfast_sample(&v, a, n, flags, out);
   detail::check();
   return x;
@@ -150,9 +186,9 @@ inline std::vector<double> sample_tensor(const Distribution& d, const char* addr
                                          const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
   std::vector<double> out(v.size);
-  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
-  const uint32_t a = detail::intern_cached(address, file, line);
-  const uint32_t n = name ? detail::intern_cached(name, nullptr, 0) : 0u;
+  const uint32_t flags = detail::sample_flags(control, replace);
+  const uint32_t a = detail::intern_checked(address, file, line);
+  const uint32_t n = name ? detail::intern_checked(name, nullptr, 0) : 0u;
   ppfast_sample(&v, a, n, flags, out.data());
   detail::check();
   return out;
@@ -163,7 +199,7 @@ inline double sample(const Distribution& d, const std::string& address, const st
                      bool control = true, bool replace = false) {
   ppfast_dist v = d.view();
   std::vector<double> out(v.size);
-  uint32_t flags = (control ? PPFAST_CONTROL : 0u) | (replace ? PPFAST_REPLACE : 0u);
+  const uint32_t flags = detail::sample_flags(control, replace);
   const uint32_t a = ppfast_intern(address.c_str());
   const uint32_t n = name.empty() ? 0u : ppfast_intern(name.c_str());
   double x = ppfast_sample(&v, a, n, flags, out.data());
@@ -175,7 +211,7 @@ inline double sample(const Distribution& d, const std::string& address, const st
 inline void observe(const Distribution& d, const char* name, const char* file = __builtin_FILE(),
                     int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
-  uint32_t id = detail::intern_cached(name, file, line);
+  uint32_t id = detail::intern_checked(name, file, line);
   ppfast_observe(&v, id, id, nullptr, 0);
   detail::check();
 }
@@ -184,25 +220,25 @@ inline void observe(const Distribution& d, const char* name, const char* file = 
 inline void observe(const Distribution& d, const char* name, const std::vector<double>& value,
                     const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
-  uint32_t id = detail::intern_cached(name, file, line);
+  uint32_t id = detail::intern_checked(name, file, line);
   ppfast_observe(&v, id, id, value.data(), static_cast<uint32_t>(value.size()));
   detail::check();
 }
 inline void observe(const Distribution& d, const char* name, double value, const char* file = __builtin_FILE(),
                     int line = __builtin_LINE()) {
   ppfast_dist v = d.view();
-  uint32_t id = detail::intern_cached(name, file, line);
+  uint32_t id = detail::intern_checked(name, file, line);
   ppfast_observe(&v, id, id, &value, 1);
   detail::check();
 }
 
 /// Records a value for analysis only.
 inline void tag(double value, const char* name) {
-  uint32_t id = detail::intern_cached(name, nullptr, 0);
+  uint32_t id = detail::intern_checked(name, nullptr, 0);
   ppfast_tag(id, id, &value, 1);
 }
 inline void tag(const std::vector<double>& value, const char* name) {
-  uint32_t id = detail::intern_cached(name, nullptr, 0);
+  uint32_t id = detail::intern_checked(name, nullptr, 0);
   ppfast_tag(id, id, value.data(), static_cast<uint32_t>(value.size()));
 }
 

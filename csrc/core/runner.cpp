@@ -3,20 +3,32 @@
 #include <algorithm>
 #include <exception>
 #include <string>
+#include <system_error>
 
 namespace ppfast {
 
 WorkerPool::WorkerPool(int threads) {
-  for (int i = 1; i < std::max(threads, 1); ++i) threads_.emplace_back([this, i] { loop(i); });
+  threads_.reserve(size_t(std::max(threads, 1)));
+  try {
+    for (int i = 1; i < std::max(threads, 1); ++i) threads_.emplace_back([this, i] { loop(i); });
+  } catch (const std::system_error& e) {
+    const size_t started = threads_.size() + 1;
+    stop();  // the threads already started would otherwise wait forever
+    throw std::system_error(e.code(), "cannot start worker thread " + std::to_string(started + 1) + " of " +
+                                          std::to_string(threads));
+  }
 }
 
-WorkerPool::~WorkerPool() {
+WorkerPool::~WorkerPool() { stop(); }
+
+void WorkerPool::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 void WorkerPool::work(int worker) {
@@ -55,6 +67,7 @@ void WorkerPool::loop(int worker) {
 }
 
 void WorkerPool::run_on_each(const std::function<void(int)>& fn) {
+  std::lock_guard<std::mutex> turn(turn_);
   const std::function<void(size_t, int)> task = [&fn](size_t, int worker) { fn(worker); };
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -75,6 +88,7 @@ void WorkerPool::run_on_each(const std::function<void(int)>& fn) {
 
 void WorkerPool::run(size_t ntasks, const std::function<void(size_t, int)>& fn) {
   if (ntasks == 0) return;
+  std::lock_guard<std::mutex> turn(turn_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = &fn;

@@ -16,8 +16,10 @@
 namespace ppfast {
 
 /// A fixed set of threads that run indexed tasks; run() blocks until all are done.
+/// Callers on several threads take turns (one run at a time per pool).
 class WorkerPool {
  public:
+  /// Throws std::system_error, with no thread left behind, when a thread cannot start.
   explicit WorkerPool(int threads);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
@@ -34,7 +36,10 @@ class WorkerPool {
   void loop(int worker);
   void work(int worker);
 
+  void stop();
+
   std::vector<std::thread> threads_;
+  std::mutex turn_;  // held for a whole run: the fields below describe one run at a time
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(size_t, int)>* fn_ = nullptr;

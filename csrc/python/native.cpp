@@ -23,9 +23,9 @@ class NativeModel {
       throw py::value_error("'" + path + "' exports no ppfast_model_entry: define the model with PPFAST_MODEL(name, fn)");
     }
     info_ = entry();
-    if (info_->abi_version != PPFAST_ABI_VERSION) {
-      dlclose(handle_);
-      throw py::value_error("'" + path + "' was built for ppfast ABI " + std::to_string(info_->abi_version) +
+    if (const uint32_t abi = info_->abi_version; abi != PPFAST_ABI_VERSION) {
+      dlclose(handle_);  // info_ lived in the library: only the copy above is left
+      throw py::value_error("'" + path + "' was built for ppfast ABI " + std::to_string(abi) +
                             ", this ppfast speaks " + std::to_string(PPFAST_ABI_VERSION));
     }
     info_->bind(local_api());  // the library's draws reach this process's recorder

@@ -166,7 +166,7 @@ class Host {
   std::shared_ptr<Arena> arena_;
   std::vector<Worker> workers_;
   std::string model_name_;
-  std::timed_mutex run_mutex_;
+  std::mutex run_mutex_;
   uint64_t tag_ = 0;
   uint64_t restarts_ = 0;
   bool closed_ = false;

@@ -240,3 +240,32 @@ def test_feedforward_network_gives_the_gum_posterior_and_round_trips(tmp_path):
     np.testing.assert_allclose(there.log_weights, here.log_weights, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="feedforward"):
         model.learn_inference_network(128, network_type="lstm")
+
+
+# --------------------------------------------------------------------------- sites without a proposal
+
+
+class ScalarAndTensor(ppfast.Model):
+    def forward(self):
+        mu = ppfast.sample(ppfast.distributions.Normal(0.0, 1.0), address="mu")
+        v = ppfast.sample(ppfast.distributions.Normal(np.zeros(3), np.ones(3)), address="v")
+        ppfast.observe(ppfast.distributions.Normal(mu + float(np.sum(v)), 1.0), name="y")
+        return mu
+
+
+def test_training_warns_once_per_address_that_guided_inference_draws_from_the_prior(tmp_path):
+    """A tensor-valued controlled site next to scalar ones has no proposal: training must
+    say so, naming the address, once (not silently leave it to the prior)."""
+    import warnings
+
+    model = ScalarAndTensor()
+    with pytest.warns(UserWarning, match=r"prior: 'v' \(tensor value of 3 elements\)") as caught:
+        net = model.learn_inference_network(512, **SMALL)
+    assert sum("'v'" in str(w.message) for w in caught) == 1
+    assert "'mu'" not in str(caught[0].message)
+    assert net.prior_addresses == {"v": "tensor value of 3 elements"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # going on with the same network: said already
+        model.learn_inference_network(256, **SMALL)
+    model.save_inference_network(tmp_path / "n.pt")
+    assert load_inference_network(tmp_path / "n.pt").prior_addresses == net.prior_addresses

@@ -58,6 +58,8 @@ def _gather_rows(arena: np.ndarray, offset: np.ndarray, length: np.ndarray, widt
 
 class StepData:
     """Steps and observations of one TraceBatch (failed traces are left out).
+    ``prior_sites``: (address id, distribution kind, size) of each controlled address
+    that is not a step (tensor-valued, or of a family without a proposal).
 
     Loss *items* are the steps followed by the discarded tries of rejection loops: a
     try is proposed from the same network state as the accepted draw of its loop (the
@@ -71,9 +73,15 @@ class StepData:
         rec, tr = batch.records, batch.traces
         n_traces = len(batch)
         kind, flags, dist = rec["kind"], rec["flags"], rec["dist"]
-        site = (kind == RecordKind.SAMPLE) & ((flags & FLAG_CONTROL) != 0) & (rec["value_len"] == 1)
-        site &= fam.FAMILY_OF_KIND[np.minimum(dist, 13)] != fam.NONE
+        controlled = (kind == RecordKind.SAMPLE) & ((flags & FLAG_CONTROL) != 0)
+        site = controlled & (rec["value_len"] == 1) & (fam.FAMILY_OF_KIND[np.minimum(dist, 13)] != fam.NONE)
         discarded = (flags & FLAG_DISCARDED) != 0
+        # Controlled sites the network has no proposal for (tensor values, families without
+        # a proposal): guided runs draw them from the prior.
+        other = np.flatnonzero(controlled & ~site & ~discarded)
+        _, first = np.unique(rec["address"][other], return_index=True)
+        self.prior_sites = [(int(rec["address"][i]), int(rec["dist"][i]), int(rec["value_len"][i]))
+                            for i in other[first]]
         steps = np.flatnonzero(site & ~discarded)
         tries = np.flatnonzero(site & discarded)
         trace = rec["trace"][steps]

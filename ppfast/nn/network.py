@@ -116,6 +116,8 @@ class InferenceNetwork(nn.Module):
         self.valid_history: list[tuple[int, float]] = []
         self.lr_history: list[tuple[int, float]] = []
         self.schedule_state: dict[str, Any] | None = None  # of the last run's learning-rate schedule
+        # Controlled addresses guided inference draws from the prior, and why (training warns once each).
+        self.prior_addresses: dict[str, str] = {}
         self.to(device)
 
     # -- device ------------------------------------------------------------------------
@@ -351,6 +353,7 @@ class InferenceNetwork(nn.Module):
             "valid_history": [[int(a), float(b)] for a, b in self.valid_history],
             "lr_history": [[int(a), float(b)] for a, b in self.lr_history],
             "schedule": self.schedule_state,
+            "prior_addresses": self.prior_addresses,
         }
         return {"state": state, "meta": meta}
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,7 +153,27 @@ def _step_data(net: InferenceNetwork, batch: TraceBatch) -> StepData:
         return cached[2]
     data = StepData(batch, layout)
     batch._ppfast_steps = (layout, net, data)  # type: ignore[attr-defined]
+    _warn_prior_sites(net, data)
     return data
+
+
+def _warn_prior_sites(net: InferenceNetwork, data: StepData) -> None:
+    """Warns once per address (and network) about controlled sites the network will not
+    propose for: guided inference draws them from the prior, which can cost most of the
+    effective sample size when the observations pin them down."""
+    from ..distributions import KIND_NAMES
+
+    new = {}
+    for address, kind, size in data.prior_sites:
+        name = address_name(address)
+        if name not in net.prior_addresses:
+            why = f"tensor value of {size} elements" if size != 1 else f"no proposal family for {KIND_NAMES.get(kind, kind)}"
+            new[name] = why
+    if new:
+        net.prior_addresses.update(new)
+        listed = "; ".join(f"{k!r} ({v})" for k, v in new.items())
+        warnings.warn(f"the inference network proposes only scalar sites of the supported families; guided inference "
+                      f"will draw these controlled addresses from their prior: {listed}", UserWarning, stacklevel=4)
 
 
 class _Progress:
@@ -685,6 +706,7 @@ def load_inference_network(path: str | Path, observe_embeddings: dict[str, Any] 
     net.valid_history = [(int(a), float(b)) for a, b in meta.get("valid_history", [])]
     net.lr_history = [(int(a), float(b)) for a, b in meta.get("lr_history", [])]
     net.schedule_state = meta.get("schedule")
+    net.prior_addresses = dict(meta.get("prior_addresses", {}))
     net.to(_device(device))
     net.eval()
     return net

@@ -19,7 +19,8 @@ def _demo(args: argparse.Namespace) -> int:
     import ppfast.examples
     from ppfast.examples.python_models import GUM
 
-    ppfast.set_progress(not args.no_progress)
+    if args.no_progress:  # otherwise the default stands (PPFAST_PROGRESS=0 turns it off)
+        ppfast.set_progress(False)
     observe = {"obs0": 8.0, "obs1": 9.0}
     exact_mean, exact_std = 7.25, math.sqrt(1 / 1.2)
     print("ppfast demo: Gaussian with unknown mean, mu ~ Normal(1, sqrt 5), obs0/obs1 ~ Normal(mu, sqrt 2)")

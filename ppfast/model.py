@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from . import _core
+from ._progress import Progress, ess_summary, set_progress
 from .distributions import Distribution
 from .errors import ModelError, TraceError
 from .posterior import Empirical
@@ -45,18 +45,12 @@ class InferenceEngine(enum.Enum):
 
 
 class _Config:
-    progress = os.environ.get("PPFAST_PROGRESS", "1") != "0"
     seeds = np.random.default_rng()
 
 
 def set_random_seed(seed: int) -> None:
     """Makes runs without an explicit ``seed=`` reproducible."""
     _Config.seeds = np.random.default_rng(seed)
-
-
-def set_progress(enabled: bool) -> None:
-    """Turns progress bars on or off by default (``progress=`` overrides per call)."""
-    _Config.progress = bool(enabled)
 
 
 def next_seed(seed: Optional[int]) -> int:
@@ -88,26 +82,6 @@ def observation_map(observe: Optional[Dict[str, Any]]) -> Dict[int, np.ndarray]:
             raise ValueError(f"observe={{{k!r}: ...}}: value must be finite, got {v!r}")
         out[name_id(k)] = arr
     return out
-
-
-class _Progress:
-    """A tqdm bar when enabled and the work is long enough to deserve one."""
-
-    def __init__(self, total: int, desc: str, enabled: Optional[bool], unit: str = "trace"):
-        enabled = _Config.progress if enabled is None else enabled
-        self.bar = None
-        if enabled and total >= 1000:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, mininterval=0.25)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class BaseModel:
@@ -256,7 +230,7 @@ def run_in_chunks(simulate_part: Any, num_traces: int, chunk_size: int, desc: st
                   on_error: str) -> TraceBatch:
     """Runs ``simulate_part(offset, n)`` over [0, num_traces) in chunks, with a progress
     bar; with on_error='raise' the first failed trace raises (carrying the traces so far)."""
-    bar = _Progress(num_traces, desc, progress)
+    bar = Progress(num_traces, desc, progress)
     parts: List[TraceBatch] = []
     try:
         done = 0
@@ -270,9 +244,12 @@ def run_in_chunks(simulate_part: Any, num_traces: int, chunk_size: int, desc: st
                 BaseModel._raise_failed(part, parts)
             if n == 0:
                 break
+        batch = TraceBatch.concat(parts)
+        if bar.enabled:
+            bar.summary = ess_summary(batch.traces["log_weight"])
+        return batch
     finally:
         bar.close()
-    return TraceBatch.concat(parts)
 
 
 class _Record(Handler):

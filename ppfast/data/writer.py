@@ -74,7 +74,8 @@ def save_dataset(model: Any, dataset_dir: Union[str, Path], num_traces: int, tra
         len(ppfast.data.TraceDataset(path))     # 1000
     """
     from ..distributed import _agree, world
-    from ..model import _Progress, next_seed
+    from .._progress import Progress
+    from ..model import next_seed
 
     if num_traces_per_file is not None:  # PyProb's name
         if traces_per_file is not None and traces_per_file != num_traces_per_file:
@@ -97,7 +98,7 @@ def save_dataset(model: Any, dataset_dir: Union[str, Path], num_traces: int, tra
     def write_mine() -> Tuple[List[Dict[str, Any]], List[str]]:
         entries = []
         mine = plan[w.rank]
-        bar = _Progress(sum(n for _, _, n in mine), "Saving dataset", progress if w.is_root else False)
+        bar = Progress(sum(n for _, _, n in mine), "Saving dataset", progress if w.is_root else False)
         try:
             for k, first, n in mine:
                 batch = ColumnBatch.from_batch(model.simulate(n, seed=seed, first=first, progress=False,

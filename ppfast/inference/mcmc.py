@@ -245,7 +245,8 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
     if kwargs:
         raise TypeError(f"Metropolis-Hastings got unexpected arguments: {', '.join(sorted(kwargs))}")
     name, kernel = _engine_kernel(engine)
-    from ..model import Model, _Progress, next_seed, observation_map
+    from .._progress import Progress
+    from ..model import Model, next_seed, observation_map
 
     if thinning_steps is not None:
         thinning = thinning_steps
@@ -275,7 +276,7 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
             chain.set_start(*start)
         chains_.append(chain)
     total = sum(ch.target_steps for ch in chains_)
-    bar = _Progress(total, f"{name} ({num_chains} chain{'s' if num_chains > 1 else ''})", progress, unit="step")
+    bar = Progress(total, f"{name} ({num_chains} chain{'s' if num_chains > 1 else ''})", progress, unit="step")
     try:
         native = getattr(model, "_native", None)
         if isinstance(native, _core.NativeModel):

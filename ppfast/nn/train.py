@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .._progress import Progress
 from ..errors import PpfastError
 from ..trace import TraceBatch, address_name
 from .data import StepData, observe_names_of
@@ -176,32 +176,18 @@ def _warn_prior_sites(net: InferenceNetwork, data: StepData) -> None:
                       f"will draw these controlled addresses from their prior: {listed}", UserWarning, stacklevel=4)
 
 
-class _Progress:
+class _Progress(Progress):
+    """The training bar: the loss (and validation loss) beside the count, and in the
+    summary line."""
+
     def __init__(self, total: int, enabled: bool | None):
-        from ..model import _Config
-
-        enabled = _Config.progress if enabled is None else enabled
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="Training", unit="trace", unit_scale=True, leave=False,
-                            mininterval=0.5)
-        self.start = time.perf_counter()
-        self.done = 0
+        super().__init__(total, "Training", enabled)
         self.valid: float | None = None
 
-    def update(self, n: int, loss: float) -> None:
-        self.done += n
-        if self.bar is not None:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            valid = "" if self.valid is None else f", valid {self.valid:.4g}"
-            self.bar.set_postfix_str(f"loss {loss:.4g}{valid}, {rate:,.0f} traces/s", refresh=False)
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def update(self, n: int, loss: float) -> None:  # type: ignore[override]
+        valid = "" if self.valid is None else f", valid {self.valid:.4g}"
+        super().update(n, f"loss {loss:.4g}{valid}")
+        self.summary = f"last loss {loss:.4g}{valid}"
 
 
 # --------------------------------------------------------------------------- training

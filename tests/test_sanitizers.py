@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ["address_table.cpp", "api.cpp", "distributions.cpp", "recorder.cpp", "runner.cpp", "trace_batch.cpp"]
+CORE = ["address_table.cpp", "api.cpp", "distributions.cpp", "recorder.cpp", "runner.cpp", "stack_address.cpp",
+        "trace_batch.cpp"]
 
 
 def build_and_run(tmp_path: Path, test: str) -> subprocess.CompletedProcess:

@@ -72,6 +72,12 @@ std::atomic<uint64_t> g_generation{1};
 const ppfast_api* local_api() { return &kLocalApi; }
 
 namespace detail {
+uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed); }
+const void* model_entry();
+void restore_model_entry(const void* frame);
+}  // namespace detail
+
+namespace detail {
 namespace {
 // Process-wide cache of string pointer -> id for call sites that pass string literals:
 // lock-free open addressing, no thread-local storage (which costs a __tls_get_addr call
@@ -122,7 +128,12 @@ void ppfast_bind(const ppfast_api* api) {
 }
 uint32_t ppfast_intern(const char* address) { return ppfast_current_api()->intern(address); }
 double ppfast_sample(const ppfast_dist* d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
-  return ppfast_current_api()->sample(d, address, name, flags, out);
+  // A guided run may switch to another execution on this thread inside the call: restore
+  // this one's model entry frame (the bound of its call-stack addresses) afterwards.
+  const void* entry = ppfast::detail::model_entry();
+  double x = ppfast_current_api()->sample(d, address, name, flags, out);
+  ppfast::detail::restore_model_entry(entry);
+  return x;
 }
 double ppfast_observe(const ppfast_dist* d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
   return ppfast_current_api()->observe(d, address, name, value, n);

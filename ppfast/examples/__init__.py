@@ -19,9 +19,22 @@ def available() -> List[str]:
     return sorted(p.stem for p in _LIB.glob("*.so"))
 
 
+# Built only once Pythia 8.244 has been built (outside the repository, cached).
+PYTHIA_EXAMPLES = ("pythia_tau", "pythia_z")
+BUILD_PYTHIA = "bash scripts/build_pythia.sh"
+
+
+def check_built(name: str) -> None:
+    """Raises with the command that builds Pythia when a Pythia example is missing."""
+    if name in PYTHIA_EXAMPLES and not (_LIB / f"{name}.so").exists():
+        raise ValueError(f"example {name!r} needs Pythia 8.244, which is not built: run `{BUILD_PYTHIA}` "
+                         "in the ppfast source tree (fetches and builds Pythia, cached, and rebuilds ppfast)")
+
+
 def library_path(name: str) -> Path:
     path = _LIB / f"{name}.so"
     if not path.exists():
+        check_built(name)
         raise ValueError(f"no example simulator {name!r}; available: {', '.join(available()) or 'none (package not built?)'}")
     return path
 
@@ -36,6 +49,7 @@ def load(name: str, mode: str = "embedded", **kwargs: Any):
     if mode == "shm":
         from ..models.shm import ShmModel
 
+        check_built(name)
         return ShmModel.example(name, **kwargs)
     if mode == "python":
         from . import python_models

@@ -78,6 +78,19 @@ int ppfast_failed(void);
 void ppfast_fail(const char* message);
 void ppfast_locate(uint32_t address, const char* location);
 
+/* Capture at the generator, for existing simulators: every call is a controlled
+ * Uniform(0, 1) draw (MH replays and proposes it, inference compilation proposes it)
+ * whose address is the caller's call stack: demangled function names with offsets,
+ * module-relative, so the same in every process.  Outside a run it is an ordinary
+ * uniform generator.  Build the simulator with -fno-omit-frame-pointer for the fast path. */
+double ppfast_uniform(void);
+/* Stack addresses: `depth` calling functions (1..64, default 8) after skipping `skip`
+ * frames above the caller of ppfast_uniform (e.g. a generator wrapper's own); method
+ * PPFAST_STACK_AUTO walks frame pointers, checked once per new stack against the
+ * general unwinder, PPFAST_STACK_UNWIND always uses the unwinder. Per binary. */
+enum ppfast_stack_method { PPFAST_STACK_AUTO = 0, PPFAST_STACK_UNWIND = 1 };
+void ppfast_stack_options(uint32_t depth, uint32_t skip, int method);
+
 /* Entry point a simulator library exports for embedded mode (see PPFAST_MODEL):
  * returns the model name and the function that runs one execution. */
 typedef double (*ppfast_model_fn)(void);

@@ -127,6 +127,14 @@ struct Mixture : Distribution {
 #endif
 
 namespace detail {
+/// Marks the frame of the model entry on this thread: call-stack addresses stop there,
+/// so they hold the simulator's frames only (the same in every mode).
+const void* exchange_model_entry(const void* frame);
+struct ModelEntry {
+  explicit ModelEntry(const void* frame) : previous(exchange_model_entry(frame)) {}
+  ~ModelEntry() { exchange_model_entry(previous); }
+  const void* previous;
+};
 /// Interns a string through the current recorder, caching by pointer (string literals
 /// keep their address), so a call site pays a hash lookup once.
 uint32_t intern_cached(const char* s, const char* file, int line);
@@ -245,6 +253,32 @@ inline void tag(const std::vector<double>& value, const char* name) {
 /// Adds an arbitrary term to the log-likelihood.
 inline void factor(double log_prob) { ppfast_factor(log_prob); }
 
+/// Capture at the generator: a controlled Uniform(0, 1) draw addressed by the call stack
+/// (see ppfast_uniform).  Plug it in where existing code gets its random numbers.
+inline double uniform() {
+  double x = ppfast_uniform();
+  detail::check();
+  return x;
+}
+
+/// Stack-address settings for this binary (see ppfast_stack_options).
+inline void stack_options(uint32_t depth, uint32_t skip = 0, int method = PPFAST_STACK_AUTO) {
+  ppfast_stack_options(depth, skip, method);
+}
+
+/// A UniformRandomBitGenerator over uniform(): std::*_distribution code runs unchanged and
+/// each call is one captured site.  The full 64-bit range makes std::generate_canonical
+/// (behind every real distribution) take one call per double and return the draw exactly.
+struct Generator {
+  using result_type = uint64_t;
+  static constexpr result_type min() { return 0; }
+  static constexpr result_type max() { return ~uint64_t(0); }
+  result_type operator()() {
+    const double bits = uniform() * 0x1p64;  // exact: a power-of-two scaling
+    return bits < 0x1p64 ? static_cast<result_type>(bits) : max();
+  }
+};
+
 }  // namespace ppfast
 
 /// Exports `fn` (a callable returning a double, or void) as this library's model for
@@ -252,6 +286,7 @@ inline void factor(double log_prob) { ppfast_factor(log_prob); }
 #define PPFAST_MODEL(model_name, fn)                                                    \
   namespace {                                                                           \
   double ppfast_model_run_() {                                                          \
+    ppfast::detail::ModelEntry entry_(__builtin_frame_address(0));                      \
     using R = decltype((fn)());                                                         \
     if constexpr (std::is_void_v<R>) {                                                  \
       (fn)();                                                                           \

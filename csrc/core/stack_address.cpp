@@ -1,0 +1,396 @@
+// Addresses from the call stack, for draws captured at the random-number generator.
+//
+// A draw's address is the chain of its calling functions, innermost last, written as
+// demangled names with offsets ("Pythia8::StringZ::zFrag(...)+0x4c;...").  Positions are
+// module-relative, so the strings are the same in every process whatever the load
+// addresses.  Per draw the cost is a frame-pointer walk and a hash lookup: the tuple of
+// raw return addresses maps to an address id in a per-thread cache, and only a tuple
+// not seen before is symbolized (from the module's own ELF symbol tables, so no
+// -rdynamic is needed) and checked against the general unwinder.
+//
+// The walk stops at the model's entry frame (PPFAST_MODEL's wrapper registers it), so
+// addresses never contain the host's frames and are the same embedded, in
+// shared-memory processes and behind a PPX server.
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unwind.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ppfast/ppfast.h"
+#include "ppfast/ppfast.hpp"
+
+namespace ppfast {
+namespace detail {
+uint64_t bind_generation();
+}
+
+namespace {
+
+constexpr uint32_t kMaxDepth = 64;
+
+std::atomic<uint32_t> g_depth{8};
+std::atomic<uint32_t> g_skip{0};
+std::atomic<int> g_method{PPFAST_STACK_AUTO};
+
+// The frame of the model entry running on this thread (or fiber: ppfast_sample restores
+// it after every call that may switch executions).  initial-exec: no __tls_get_addr.
+thread_local const void* t_entry __attribute__((tls_model("initial-exec"))) = nullptr;
+
+// ------------------------------------------------------------------ symbolization
+
+struct Symbol {
+  uintptr_t start, size;
+  std::string name;  // demangled
+};
+
+struct Module {
+  uintptr_t base = 0;  // load bias: symbol values + base = run-time addresses
+  std::string path, label;
+  std::vector<Symbol> symbols;  // sorted by start
+  std::vector<std::pair<uintptr_t, uintptr_t>> text;  // executable ranges (run-time)
+};
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = (status == 0 && d) ? d : name;
+  std::free(d);
+  return out;
+}
+
+// Function symbols of an ELF file (.symtab when present, else .dynsym), sorted.
+std::vector<Symbol> read_symbols(const std::string& path) {
+  std::vector<Symbol> out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(ElfW(Ehdr)))) {
+    ::close(fd);
+    return out;
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return out;
+  const char* data = static_cast<const char*>(map);
+  const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(data);
+  const bool valid = std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff != 0 &&
+                     eh->e_shentsize == sizeof(ElfW(Shdr)) && eh->e_shoff + eh->e_shnum * sizeof(ElfW(Shdr)) <= size;
+  if (valid) {
+    const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(data + eh->e_shoff);
+    for (uint32_t want : {uint32_t(SHT_SYMTAB), uint32_t(SHT_DYNSYM)}) {
+      for (uint32_t i = 0; i < eh->e_shnum && out.empty(); ++i) {
+        if (sh[i].sh_type != want || sh[i].sh_link >= eh->e_shnum) continue;
+        const ElfW(Shdr)& strs = sh[sh[i].sh_link];
+        if (sh[i].sh_offset + sh[i].sh_size > size || strs.sh_offset + strs.sh_size > size) continue;
+        const auto* syms = reinterpret_cast<const ElfW(Sym)*>(data + sh[i].sh_offset);
+        const size_t n = sh[i].sh_size / sizeof(ElfW(Sym));
+        for (size_t s = 0; s < n; ++s) {
+          const int type = ELF64_ST_TYPE(syms[s].st_info);
+          if ((type != STT_FUNC && type != STT_GNU_IFUNC) || syms[s].st_value == 0 ||
+              syms[s].st_name >= strs.sh_size)
+            continue;
+          out.push_back({syms[s].st_value, syms[s].st_size, demangle(data + strs.sh_offset + syms[s].st_name)});
+        }
+      }
+      if (!out.empty()) break;
+    }
+  }
+  munmap(map, size);
+  std::sort(out.begin(), out.end(), [](const Symbol& a, const Symbol& b) { return a.start < b.start; });
+  return out;
+}
+
+class Symbolizer {
+ public:
+  static Symbolizer& instance() {
+    static Symbolizer* s = new Symbolizer;  // never destroyed: used from any thread at exit
+    return *s;
+  }
+
+  /// "function+0xoffset" (or "module+0xoffset" without symbols) for a return address,
+  /// and the module's file name in `module`.
+  std::string describe(uintptr_t pc, std::string* module) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Module* m = find(pc);
+    if (!m) {
+      if (module) *module = "?";
+      return "?";
+    }
+    if (module) *module = m->label;
+    const uintptr_t rel = pc - m->base;
+    // pc is a return address: the call is just before it (a call may end a function).
+    auto it = std::upper_bound(m->symbols.begin(), m->symbols.end(), rel - 1,
+                               [](uintptr_t v, const Symbol& s) { return v < s.start; });
+    char buf[32];
+    if (it != m->symbols.begin()) {
+      --it;
+      if (it->size == 0 || rel - 1 < it->start + it->size) {
+        std::snprintf(buf, sizeof buf, "+0x%zx", static_cast<size_t>(rel - it->start));
+        return it->name + buf;
+      }
+    }
+    std::snprintf(buf, sizeof buf, "+0x%zx", static_cast<size_t>(rel));
+    return m->label + buf;
+  }
+
+  /// True if pc lies in the executable code of a loaded module.
+  bool is_code(uintptr_t pc) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return find(pc) != nullptr;
+  }
+
+ private:
+  const Module* find(uintptr_t pc) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      for (const auto& m : modules_)
+        for (auto& r : m->text)
+          if (pc >= r.first && pc < r.second) return m.get();
+      if (attempt == 0) reload();  // a library loaded since the last look
+    }
+    return nullptr;
+  }
+
+  void reload() {
+    std::vector<std::unique_ptr<Module>> found;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* arg) {
+          auto m = std::make_unique<Module>();
+          m->base = info->dlpi_addr;
+          m->path = (info->dlpi_name && info->dlpi_name[0]) ? info->dlpi_name : "/proc/self/exe";
+          for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const auto& ph = info->dlpi_phdr[i];
+            if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
+              m->text.emplace_back(info->dlpi_addr + ph.p_vaddr, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+          }
+          static_cast<std::vector<std::unique_ptr<Module>>*>(arg)->push_back(std::move(m));
+          return 0;
+        },
+        &found);
+    for (auto& m : found) {
+      bool known = false;
+      for (auto& k : modules_) known |= (k->base == m->base && k->path == m->path);
+      if (known) continue;
+      if (m->path == "/proc/self/exe") {
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        m->label = n > 0 ? std::string(exe, size_t(n)) : "exe";
+      } else {
+        m->label = m->path;
+      }
+      m->label = m->label.substr(m->label.find_last_of('/') + 1);
+      if (m->path.rfind("linux-vdso", 0) != 0) m->symbols = read_symbols(m->path);
+      modules_.push_back(std::move(m));
+    }
+  }
+
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Module>> modules_;
+};
+
+// ------------------------------------------------------------------ stack walks
+
+struct Walk {
+  uintptr_t pcs[kMaxDepth];
+  uint32_t n = 0;
+};
+
+// Return addresses above the frame `fp` by following saved frame pointers.  Stops at the
+// model entry's frame, at depth, or when the chain leaves the stack (not increasing, or
+// past the entry frame / the thread's stack top), so it never reads outside the stack.
+void walk_frame_pointers(const void* fp, uint32_t skip, uint32_t depth, const void* top, Walk& w) {
+  auto frame = static_cast<const uintptr_t*>(fp);
+  for (uint32_t k = 0; w.n < depth; ++k) {
+    const uintptr_t ret = frame[1];
+    if (ret == 0) break;
+    if (k >= skip) w.pcs[w.n++] = ret;
+    auto next = reinterpret_cast<const uintptr_t*>(frame[0]);
+    if (next <= frame || (reinterpret_cast<uintptr_t>(next) & 7) || static_cast<const void*>(next) >= top) break;
+    frame = next;
+  }
+}
+
+struct UnwindState {
+  Walk* w;
+  uint32_t skip, depth;
+  uintptr_t entry, start_ip;  // the chain starts at the frame returning to start_ip
+  uint32_t seen = 0;
+  bool started = false;
+};
+
+_Unwind_Reason_Code unwind_frame(_Unwind_Context* ctx, void* arg) {
+  auto& s = *static_cast<UnwindState*>(arg);
+  const uintptr_t ip = _Unwind_GetIP(ctx);
+  if (!s.started && !(s.started = ip == s.start_ip)) return _URC_NO_REASON;  // ppfast's own frames
+  // The CFA seen with a frame is its stack pointer at the call, i.e. its callee's CFA:
+  // above the entry frame, the callee was the model entry and this frame is the host's.
+  if (s.entry && _Unwind_GetCFA(ctx) > s.entry) return _URC_END_OF_STACK;
+  if (s.seen++ >= s.skip) s.w->pcs[s.w->n++] = ip;
+  return s.w->n < s.depth ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+// The same chain as walk_frame_pointers, by the general unwinder (.eh_frame): correct for
+// code built without frame pointers, and about ten times slower.
+__attribute__((noinline)) void walk_unwinder(uintptr_t first_ret, uint32_t skip, uint32_t depth, const void* entry,
+                                             Walk& w) {
+  UnwindState s{&w, skip, depth, reinterpret_cast<uintptr_t>(entry), first_ret};
+  _Unwind_Backtrace(unwind_frame, &s);
+}
+
+const void* thread_stack_top() {
+  static thread_local const void* top = [] {
+    pthread_attr_t attr;
+    void* lo = nullptr;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      pthread_attr_getstack(&attr, &lo, &size);
+      pthread_attr_destroy(&attr);
+    }
+    return static_cast<const void*>(static_cast<const char*>(lo) + size);
+  }();
+  return top;
+}
+
+// ------------------------------------------------------------------ the cache
+
+struct Entry {
+  std::vector<uintptr_t> pcs;
+  uint32_t id;
+  bool unwind;  // this frame-pointer tuple is unreliable: walk with the unwinder
+};
+
+struct Cache {
+  uint64_t generation = 0;
+  std::unordered_map<uint64_t, Entry> by_fp, by_unwind;
+};
+thread_local Cache* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+
+Cache& cache() {
+  if (!t_cache) {
+    static thread_local std::unique_ptr<Cache> owner;  // frees it at thread exit
+    owner = std::make_unique<Cache>();
+    t_cache = owner.get();
+  }
+  const uint64_t gen = detail::bind_generation();
+  if (t_cache->generation != gen) {  // ids belong to the recorder bound before
+    t_cache->by_fp.clear();
+    t_cache->by_unwind.clear();
+    t_cache->generation = gen;
+  }
+  return *t_cache;
+}
+
+uint64_t hash_pcs(const Walk& w) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ w.n;
+  for (uint32_t i = 0; i < w.n; ++i) h = (h ^ w.pcs[i]) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+  return h;
+}
+
+bool same(const Entry& e, const Walk& w) {
+  return e.pcs.size() == w.n && std::equal(e.pcs.begin(), e.pcs.end(), w.pcs);
+}
+
+uint32_t intern_walk(const Walk& w) {
+  std::string address, module;
+  auto& sym = Symbolizer::instance();
+  for (uint32_t i = w.n; i-- > 0;) {  // outermost first: the address reads as a call chain
+    address += sym.describe(w.pcs[i], i == 0 ? &module : nullptr);
+    if (i) address += ';';
+  }
+  if (address.empty()) address = "?";
+  const uint32_t id = ppfast_intern(address.c_str());
+  ppfast_locate(id, module.c_str());
+  return id;
+}
+
+uint32_t lookup_unwind(Cache& c, const Walk& w) {
+  const uint64_t h = hash_pcs(w);
+  auto it = c.by_unwind.find(h);
+  if (it != c.by_unwind.end() && same(it->second, w)) return it->second.id;
+  const uint32_t id = intern_walk(w);
+  if (it == c.by_unwind.end()) c.by_unwind.emplace(h, Entry{{w.pcs, w.pcs + w.n}, id, true});
+  return id;
+}
+
+}  // namespace
+
+namespace detail {
+
+const void* exchange_model_entry(const void* frame) {
+  const void* previous = t_entry;
+  t_entry = frame;
+  return previous;
+}
+
+const void* model_entry() { return t_entry; }
+void restore_model_entry(const void* frame) { t_entry = frame; }
+
+// The address id of the stack above `fp` (the frame of ppfast's entry point).
+uint32_t stack_address_id(const void* fp) {
+  const uint32_t depth = std::min(g_depth.load(std::memory_order_relaxed), kMaxDepth);
+  const uint32_t skip = g_skip.load(std::memory_order_relaxed);
+  const int method = g_method.load(std::memory_order_relaxed);
+  const void* entry = t_entry;
+  const uintptr_t first_ret = static_cast<const uintptr_t*>(fp)[1];
+  Cache& c = cache();
+  Walk w;
+  if (method == PPFAST_STACK_UNWIND) {
+    walk_unwinder(first_ret, skip, depth, entry, w);
+    return lookup_unwind(c, w);
+  }
+  walk_frame_pointers(fp, skip, depth, entry ? entry : thread_stack_top(), w);
+  const uint64_t h = hash_pcs(w);
+  auto it = c.by_fp.find(h);
+  if (it != c.by_fp.end() && same(it->second, w)) {
+    if (!it->second.unwind) return it->second.id;
+  } else {
+    // A new tuple: trust the frame pointers only if the unwinder sees the same chain.
+    Walk u;
+    walk_unwinder(first_ret, skip, depth, entry, u);
+    const bool agree = u.n == w.n && std::equal(u.pcs, u.pcs + u.n, w.pcs);
+    const uint32_t id = lookup_unwind(c, u);
+    if (it == c.by_fp.end()) c.by_fp.emplace(h, Entry{{w.pcs, w.pcs + w.n}, id, !agree});
+    return id;
+  }
+  Walk u;
+  walk_unwinder(first_ret, skip, depth, entry, u);
+  return lookup_unwind(c, u);
+}
+
+}  // namespace detail
+}  // namespace ppfast
+
+extern "C" {
+
+void ppfast_stack_options(uint32_t depth, uint32_t skip, int method) {
+  ppfast::g_depth.store(depth < 1 ? 1 : depth > ppfast::kMaxDepth ? ppfast::kMaxDepth : depth);
+  ppfast::g_skip.store(skip);
+  ppfast::g_method.store(method == PPFAST_STACK_UNWIND ? PPFAST_STACK_UNWIND : PPFAST_STACK_AUTO);
+}
+
+__attribute__((noinline)) double ppfast_uniform(void) {
+  static const double kParams[2] = {0.0, 1.0};
+  const ppfast_dist d{PPFAST_UNIFORM, 1, 2, kParams};
+  const uint32_t address = ppfast::detail::stack_address_id(__builtin_frame_address(0));
+  double out;
+  return ppfast_sample(&d, address, 0, PPFAST_CONTROL, &out);
+}
+}

@@ -333,7 +333,7 @@ def test_host_and_simulator_under_sanitizers(tmp_path):
     no use-after-free of a block that outlives its batch and host, no overflow, no UB,
     through a crash and restart."""
     root = Path(__file__).resolve().parents[1]
-    names = ("address_table", "api", "distributions", "recorder", "runner", "trace_batch")
+    names = ("address_table", "api", "distributions", "recorder", "runner", "stack_address", "trace_batch")
     core = [root / "csrc" / "core" / f"{f}.cpp" for f in names]
     shm = root / "csrc" / "transport" / "shm"
     flags = ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
@@ -348,8 +348,8 @@ def test_host_and_simulator_under_sanitizers(tmp_path):
         assert job.wait() == 0, job.stderr.read()
     sim, test = tmp_path / "gum", tmp_path / "test_shm"
     link = [objects[s] for s in core]
-    subprocess.run(flags + [*map(str, link + [objects[s] for s in sources[6:9]]), "-o", str(sim)], check=True)
-    subprocess.run(flags + [*map(str, link + [objects[s] for s in sources[9:]]), "-o", str(test), "-lrt"],
+    subprocess.run(flags + [*map(str, link + [objects[s] for s in sources[len(core):len(core) + 3]]), "-o", str(sim)], check=True)
+    subprocess.run(flags + [*map(str, link + [objects[s] for s in sources[len(core) + 3:]]), "-o", str(test), "-lrt"],
                    check=True)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
     run = subprocess.run([str(test), str(sim)], capture_output=True, text=True, timeout=300, env=env,

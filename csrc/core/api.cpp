@@ -73,8 +73,21 @@ const ppfast_api* local_api() { return &kLocalApi; }
 
 namespace detail {
 uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed); }
-const void* model_entry();
-void restore_model_entry(const void* frame);
+
+namespace {
+// The frame of the model entry running on this thread (or fiber: ppfast_sample restores
+// it after every call that may switch executions); call-stack addresses stop there.
+// initial-exec: no __tls_get_addr.
+thread_local const void* t_entry __attribute__((tls_model("initial-exec"))) = nullptr;
+}  // namespace
+
+const void* exchange_model_entry(const void* frame) {
+  const void* previous = t_entry;
+  t_entry = frame;
+  return previous;
+}
+const void* model_entry() { return t_entry; }
+void restore_model_entry(const void* frame) { t_entry = frame; }
 }  // namespace detail
 
 namespace detail {

@@ -40,7 +40,8 @@
 namespace ppfast {
 namespace detail {
 uint64_t bind_generation();
-}
+const void* model_entry();
+}  // namespace detail
 
 namespace {
 
@@ -49,10 +50,6 @@ constexpr uint32_t kMaxDepth = 64;
 std::atomic<uint32_t> g_depth{8};
 std::atomic<uint32_t> g_skip{0};
 std::atomic<int> g_method{PPFAST_STACK_AUTO};
-
-// The frame of the model entry running on this thread (or fiber: ppfast_sample restores
-// it after every call that may switch executions).  initial-exec: no __tls_get_addr.
-thread_local const void* t_entry __attribute__((tls_model("initial-exec"))) = nullptr;
 
 // ------------------------------------------------------------------ symbolization
 
@@ -334,21 +331,12 @@ uint32_t lookup_unwind(Cache& c, const Walk& w) {
 
 namespace detail {
 
-const void* exchange_model_entry(const void* frame) {
-  const void* previous = t_entry;
-  t_entry = frame;
-  return previous;
-}
-
-const void* model_entry() { return t_entry; }
-void restore_model_entry(const void* frame) { t_entry = frame; }
-
 // The address id of the stack above `fp` (the frame of ppfast's entry point).
 uint32_t stack_address_id(const void* fp) {
   const uint32_t depth = std::min(g_depth.load(std::memory_order_relaxed), kMaxDepth);
   const uint32_t skip = g_skip.load(std::memory_order_relaxed);
   const int method = g_method.load(std::memory_order_relaxed);
-  const void* entry = t_entry;
+  const void* entry = model_entry();
   const uintptr_t first_ret = static_cast<const uintptr_t*>(fp)[1];
   Cache& c = cache();
   Walk w;

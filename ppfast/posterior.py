@@ -20,6 +20,8 @@ import numpy as np
 
 __all__ = ["Empirical"]
 
+_FORMAT = "ppfast.Empirical/2"
+
 
 def _logsumexp(x: np.ndarray) -> float:
     m = np.max(x) if x.size else -np.inf
@@ -80,7 +82,9 @@ class Empirical:
             lw = self._log_weights
             total = _logsumexp(lw)
             if not np.isfinite(total):
-                raise ValueError(f"{self.name}: all weights are zero (every log-weight is -inf or NaN)")
+                raise ValueError(f"{self.name}: all weights are zero (every log-weight is -inf or NaN): every "
+                                 "trace failed, was skipped, or made an observed value impossible; no statistic "
+                                 "is defined")
             self._norm = np.exp(lw - total)
         return self._norm
 
@@ -96,17 +100,26 @@ class Empirical:
             raise TypeError(f"{self.name}: values are not numeric; extract a variable first, e.g. posterior['mu']")
         return self._values
 
+    def _weighted(self) -> "tuple[np.ndarray, np.ndarray]":
+        """Numeric values and normalized weights of the entries with weight > 0: failed or
+        skipped traces (weight 0, value NaN) and impossible ones take no part in statistics."""
+        v, w = self._numeric(), self.weights
+        keep = w > 0
+        if keep.all():
+            return v, w
+        return v[keep], w[keep]
+
     @property
     def mean(self) -> Any:
-        v = self._numeric()
-        m = np.tensordot(self.weights, v, axes=(0, 0))
+        v, w = self._weighted()
+        m = np.tensordot(w, v, axes=(0, 0))
         return float(m) if np.ndim(m) == 0 else m
 
     @property
     def variance(self) -> Any:
-        v = self._numeric()
-        m = np.tensordot(self.weights, v, axes=(0, 0))
-        var = np.tensordot(self.weights, (v - m) ** 2, axes=(0, 0))
+        v, w = self._weighted()
+        m = np.tensordot(w, v, axes=(0, 0))
+        var = np.tensordot(w, (v - m) ** 2, axes=(0, 0))
         return float(var) if np.ndim(var) == 0 else var
 
     @property
@@ -121,9 +134,9 @@ class Empirical:
 
     def quantile(self, q: Any) -> Any:
         """Weighted quantile(s) of scalar values."""
-        v = self._numeric()
+        v, w = self._weighted()
         order = np.argsort(v, kind="stable")
-        cdf = np.cumsum(self.weights[order])
+        cdf = np.cumsum(w[order])
         idx = np.searchsorted(cdf, np.asarray(q) * cdf[-1], side="left")
         out = v[order][np.minimum(idx, len(v) - 1)]
         return float(out) if np.ndim(out) == 0 else out
@@ -135,17 +148,19 @@ class Empirical:
     @property
     def mode(self) -> Any:
         """The value with the largest total weight."""
-        v = self._numeric()
+        v, w = self._weighted()
         uniq, inv = np.unique(v, return_inverse=True)
-        return float(uniq[np.argmax(np.bincount(inv, weights=self.weights))])
+        return float(uniq[np.argmax(np.bincount(inv, weights=w))])
 
     @property
     def min(self) -> Any:
-        return float(np.min(self._numeric()))
+        """Smallest value with weight > 0."""
+        return float(np.min(self._weighted()[0]))
 
     @property
     def max(self) -> Any:
-        return float(np.max(self._numeric()))
+        """Largest value with weight > 0."""
+        return float(np.max(self._weighted()[0]))
 
     # -- derived Empiricals -----------------------------------------------------------
     def _take(self, idx: np.ndarray) -> Any:
@@ -217,19 +232,53 @@ class Empirical:
 
     # -- persistence ------------------------------------------------------------------
     def save(self, file_name: str) -> None:
-        """Writes values and log-weights (numeric values as arrays, others pickled)."""
-        values = self._values if isinstance(self._values, np.ndarray) else list(self._values)
+        """Writes name, values and log-weights as a data-only ``.npz`` file (no pickle, so
+        loading it cannot run code).  Values must be numbers, equal-shape arrays or strings;
+        for other objects, extract a numeric variable first (``posterior['mu']``)."""
+        values = self._values
+        if not isinstance(values, np.ndarray):
+            try:
+                values = np.asarray(values)
+            except ValueError:  # ragged arrays
+                values = np.asarray(values, dtype=object)
+        if values.dtype.kind not in "biufcUS":
+            raise TypeError(f"{self.name}: Empirical.save stores numbers, equal-shape arrays and strings only, "
+                            f"got values of type {type(self._values[0]).__name__ if len(self) else '?'}; "
+                            "extract a numeric variable first, e.g. posterior['mu']")
         with open(file_name, "wb") as f:
-            pickle.dump({"format": "ppfast.Empirical/1", "name": self.name, "values": np.array(values, copy=True)
-                         if isinstance(values, np.ndarray) else values, "log_weights": np.array(self._log_weights)}, f)
+            np.savez(f, format=np.array(_FORMAT), name=np.array(self.name), values=values,
+                     log_weights=np.asarray(self._log_weights, dtype=np.float64))
 
     @classmethod
-    def load(cls, file_name: str) -> "Empirical":
+    def load(cls, file_name: str, allow_pickle: bool = False) -> "Empirical":
+        """Reads a file written by ``save``.  Files of ppfast 0.1's pickle format are read
+        only with ``allow_pickle=True``: unpickling runs whatever code the file names, so
+        pass it only for files you trust."""
         with open(file_name, "rb") as f:
-            data = pickle.load(f)
-        if not isinstance(data, dict) or data.get("format") != "ppfast.Empirical/1":
-            raise ValueError(f"{file_name}: not a ppfast Empirical file")
-        return cls(data["values"], log_weights=data["log_weights"], name=data["name"])
+            magic = f.read(4)
+        if magic[:2] != b"PK":  # not a zip (npz) archive
+            if not allow_pickle:
+                raise ValueError(f"{file_name}: not a ppfast Empirical file (.npz); if it is one written by an "
+                                 "older ppfast (a pickle), load it with allow_pickle=True, and only if you trust "
+                                 "it: unpickling can run arbitrary code")
+            with open(file_name, "rb") as f:
+                data = pickle.load(f)
+            if not isinstance(data, dict) or data.get("format") != "ppfast.Empirical/1":
+                raise ValueError(f"{file_name}: not a ppfast Empirical file")
+            return cls(data["values"], log_weights=data["log_weights"], name=data["name"])
+        try:
+            with np.load(file_name, allow_pickle=False) as data:
+                if data["format"].item() != _FORMAT:
+                    raise ValueError(f"{file_name}: not a ppfast Empirical file (format {data['format'].item()!r})")
+                values, log_weights, name = data["values"], data["log_weights"], str(data["name"].item())
+        except (KeyError, OSError, ValueError, EOFError) as e:
+            if isinstance(e, ValueError) and "ppfast Empirical" in str(e):
+                raise
+            raise ValueError(f"{file_name}: not a readable ppfast Empirical file ({type(e).__name__}: {e})") from None
+        if values.dtype.kind not in "biufcUS" or log_weights.ndim != 1 or len(values) != len(log_weights):
+            raise ValueError(f"{file_name}: not a ppfast Empirical file (values {values.dtype} {values.shape}, "
+                             f"log-weights {log_weights.shape})")
+        return cls(values, log_weights=log_weights, name=name)
 
     def __repr__(self) -> str:
         return f"Empirical(name={self.name!r}, length={len(self)})"

@@ -30,6 +30,13 @@ inline bool is_nonneg_int(double x) {
 // x * log(y) with 0 * log(0) = 0 (torch's xlogy convention).
 inline double xlogy(double x, double y) { return x == 0.0 ? 0.0 : x * std::log(y); }
 
+inline bool uniform_width_finite(double lo, double hi) { return std::isfinite(hi - lo); }
+
+// log(high - low), also where high - low overflows.
+inline double log_uniform_width(double lo, double hi) {
+  return uniform_width_finite(lo, hi) ? std::log(hi - lo) : std::log(0.5 * hi - 0.5 * lo) + 0.6931471805599453;
+}
+
 // log Gamma(x) for x > 0. Written here rather than calling std::lgamma because lgamma
 // may write the global `signgam`, a data race when many recorder threads evaluate
 // log-probabilities at once. Stirling's series from x >= 10 (truncation error < 1e-16),
@@ -174,7 +181,9 @@ double std_truncnorm_draw(double a, double b, Rng& rng) {
   } else if (a >= 30.0) {
     // Far tail, where tail probabilities underflow: Robert (1995) translated
     // exponential proposal with the optimal rate; acceptance tends to 1 as a grows.
-    const double lambda = 0.5 * (a + std::sqrt(a * a + 4.0));
+    // a * (1 + sqrt(1 + 4 / a^2)) / 2 rather than (a + sqrt(a^2 + 4)) / 2: a^2 overflows
+    // for a > 1e154, which made lambda infinite and the loop reject every proposal.
+    const double lambda = 0.5 * a * (1.0 + std::sqrt(1.0 + 4.0 / a / a));
     for (;;) {
       x = a - std::log(rng.uniform()) / lambda;
       if (x > b) continue;
@@ -399,7 +408,9 @@ void truncnorm_moments(double mu, double sd, double lo, double hi, double* mean_
     double off = off1;
     double var = var1;
     const double w = b - a;
-    if (std::isfinite(w)) {
+    // (The upper bound's effect is below rounding once lam * w passes 700, where
+    // lam * w * e would be inf * 0.)
+    if (std::isfinite(w) && w < 700.0 * off1) {
       const double lam = 1.0 / off1;
       const double e = std::exp(-lam * w);
       const double om = -std::expm1(-lam * w);  // 1 - e
@@ -428,11 +439,26 @@ inline double lp_normal(double x, double mu, double sd) {
   return -0.5 * z * z - std::log(sd) - kLogSqrt2Pi;
 }
 
+// log of the N(0,1) density at z truncated to [a, b], for a >= 25: phi(z) and the mass
+// both underflow (to -inf in log space for a > 1e154), so take their ratio analytically
+// from log Q(a) = -a^2/2 - log a - log sqrt(2 pi) + log series(a).
+double std_truncnorm_far_lp(double z, double a, double b) {
+  const double d = std::isinf(b) ? -kInf
+                                 : -0.5 * (b - a) * (b + a) - std::log1p((b - a) / a) +
+                                       std::log(normal_tail_series(b) / normal_tail_series(a));
+  return -0.5 * (z - a) * (z + a) + std::log(a) - std::log(normal_tail_series(a)) - log1m_exp(d);
+}
+
 inline double lp_truncnorm(double x, double mu, double sd, double lo, double hi) {
   if (!(x >= lo && x <= hi)) return -kInf;
   const double a = (lo - mu) / sd;
   const double b = (hi - mu) / sd;
-  if (!(a < b)) return kInf;  // degenerate (overflowed) interval: a point mass
+  // An interval too far out or too narrow for the standardised bounds to differ: the
+  // sampler returns a point at the near bound; count it as a point mass (log-probability 0).
+  if (!(a < b)) return 0.0;
+  const double z = (x - mu) / sd;
+  if (a >= 25.0) return std_truncnorm_far_lp(z, a, b) - std::log(sd);
+  if (b <= -25.0) return std_truncnorm_far_lp(-z, -b, -a) - std::log(sd);
   return lp_normal(x, mu, sd) - normal_log_mass(a, b);
 }
 
@@ -501,7 +527,11 @@ struct Where {
   }
 };
 
-enum class Req { Finite, Positive, NonNegative, Prob, NonNegInt, NotNaN };
+enum class Req { Finite, Positive, NonNegative, Prob, NonNegInt, NotNaN, CountRate };
+
+// Poisson rates above 2^52 have draws beyond 2^53, where doubles no longer hold every
+// integer (so the draws would be outside the support as log_prob checks it).
+constexpr double kMaxPoissonRate = 4503599627370496.0;  // 2^52
 
 inline bool meets(Req r, double v) {
   switch (r) {
@@ -511,6 +541,7 @@ inline bool meets(Req r, double v) {
     case Req::Prob: return v >= 0.0 && v <= 1.0;
     case Req::NonNegInt: return is_nonneg_int(v);
     case Req::NotNaN: return !std::isnan(v);
+    case Req::CountRate: return v >= 0.0 && v <= kMaxPoissonRate;
   }
   return false;
 }
@@ -523,6 +554,7 @@ const char* req_text(Req r) {
     case Req::Prob: return "in [0, 1]";
     case Req::NonNegInt: return "a non-negative integer (at most 2^53)";
     case Req::NotNaN: return "a number (not NaN)";
+    case Req::CountRate: return ">= 0 and at most 2^52 (larger rates give counts beyond the integers a double holds)";
   }
   return "";
 }
@@ -686,7 +718,7 @@ std::string validate_impl(const Dist& d, const Where* parent, uint32_t component
       if (!(err = check_array(w, pn.n[1], p1, n, Req::Finite)).empty()) return err;
       return check_less(w, p0, p1, n);
     case DistKind::Poisson:
-      return check_array(w, pn.n[0], p0, n, Req::NonNegative);
+      return check_array(w, pn.n[0], p0, n, Req::CountRate);
     case DistKind::Bernoulli:
       return check_array(w, pn.n[0], p0, n, Req::Prob);
     case DistKind::Exponential:
@@ -749,7 +781,7 @@ bool quick_valid(const Dist& d) {
       return all_meet(Req::Finite, p0, n) && all_meet(Req::Positive, p1, n);
     case DistKind::Uniform:
       return all_meet(Req::Finite, p0, n) && all_meet(Req::Finite, p1, n) && all_less(p0, p1, n);
-    case DistKind::Poisson: return all_meet(Req::NonNegative, p0, n);
+    case DistKind::Poisson: return all_meet(Req::CountRate, p0, n);
     case DistKind::Bernoulli: return all_meet(Req::Prob, p0, n);
     case DistKind::Exponential: return all_meet(Req::Positive, p0, n);
     case DistKind::Beta:
@@ -848,7 +880,13 @@ void sample(const Dist& d, Rng& rng, double* out) {
       for (uint32_t i = 0; i < n; ++i) out[i] = p0[i] + p1[i] * rng.normal();
       return;
     case DistKind::Uniform:
-      for (uint32_t i = 0; i < n; ++i) out[i] = p0[i] + (p1[i] - p0[i]) * rng.uniform();
+      for (uint32_t i = 0; i < n; ++i) {
+        const double u = rng.uniform();
+        // high - low overflows for bounds beyond +-9e307: interpolate between halves.
+        const double x = uniform_width_finite(p0[i], p1[i]) ? p0[i] + (p1[i] - p0[i]) * u
+                                                            : 2.0 * (0.5 * p0[i] + (0.5 * p1[i] - 0.5 * p0[i]) * u);
+        out[i] = std::min(std::max(x, p0[i]), p1[i]);
+      }
       return;
     case DistKind::Categorical:
       out[0] = categorical_draw(p0, d.nparams, rng);
@@ -866,7 +904,9 @@ void sample(const Dist& d, Rng& rng, double* out) {
       for (uint32_t i = 0; i < n; ++i) out[i] = -std::log(rng.uniform()) / p0[i];
       return;
     case DistKind::Gamma:
-      for (uint32_t i = 0; i < n; ++i) out[i] = gamma_draw(p0[i], rng) / p1[i];
+      // A huge rate can underflow the quotient to 0, where the density of a shape < 1 is
+      // infinite: clamp to the smallest normal double, as gamma_draw does.
+      for (uint32_t i = 0; i < n; ++i) out[i] = std::max(gamma_draw(p0[i], rng) / p1[i], DBL_MIN);
       return;
     case DistKind::LogNormal:
       for (uint32_t i = 0; i < n; ++i) out[i] = std::exp(p0[i] + p1[i] * rng.normal());
@@ -877,7 +917,7 @@ void sample(const Dist& d, Rng& rng, double* out) {
     case DistKind::Weibull:
       // Inversion: F(x) = 1 - exp(-(x/scale)^c).
       for (uint32_t i = 0; i < n; ++i) {
-        out[i] = p0[i] * std::pow(-std::log(rng.uniform()), 1.0 / p1[i]);
+        out[i] = std::max(p0[i] * std::pow(-std::log(rng.uniform()), 1.0 / p1[i]), DBL_MIN);
       }
       return;
     case DistKind::TruncatedNormal: {
@@ -921,7 +961,7 @@ double log_prob(const Dist& d, const double* value) {
     case DistKind::Uniform:
       for (uint32_t i = 0; i < n; ++i) {
         const double x = value[i];
-        total += (x >= p0[i] && x <= p1[i]) ? -std::log(p1[i] - p0[i]) : -kInf;
+        total += (x >= p0[i] && x <= p1[i]) ? -log_uniform_width(p0[i], p1[i]) : -kInf;
       }
       break;
     case DistKind::Categorical:
@@ -1166,6 +1206,46 @@ bool in_support(const Dist& d, const double* value) {
   return false;
 }
 
+bool in_kind_support(const Dist& d, const double* value) {
+  const uint32_t n = d.size;
+  auto all = [&](auto ok) {
+    for (uint32_t i = 0; i < n; ++i)
+      if (!ok(value[i])) return false;
+    return true;
+  };
+  switch (d.kind) {
+    case DistKind::Normal:
+    case DistKind::Uniform:
+    case DistKind::TruncatedNormal:
+      return all([](double x) { return std::isfinite(x); });
+    case DistKind::Categorical:  // the number of categories is the model's, not a parameter value
+      return in_support(d, value);
+    case DistKind::Poisson:
+    case DistKind::Binomial:
+      return all([](double x) { return is_nonneg_int(x); });
+    case DistKind::Bernoulli:
+      return all([](double x) { return x == 0.0 || x == 1.0; });
+    case DistKind::Beta:
+      return all([](double x) { return x >= 0.0 && x <= 1.0; });
+    case DistKind::Exponential:
+    case DistKind::Gamma:
+    case DistKind::Weibull:
+      return all([](double x) { return x >= 0.0 && x < kInf; });
+    case DistKind::LogNormal:
+      return all([](double x) { return x > 0.0 && x < kInf; });
+    case DistKind::Mixture: {
+      const MixtureView mv = mixture_view(d);
+      const double* cursor = mv.components;
+      for (uint32_t j = 0; j < mv.k; ++j)
+        if (in_kind_support(next_component(&cursor), value)) return true;
+      return false;
+    }
+    case DistKind::None:
+      break;
+  }
+  return false;
+}
+
 namespace {
 
 // Mean and standard deviation of element i (i = 0 for Categorical and Mixture).
@@ -1178,7 +1258,11 @@ void moments_at(const Dist& d, uint32_t i, double* m_out, double* s_out) {
   double v = kNaN;
   switch (d.kind) {
     case DistKind::Normal: m = a, v = b * b; break;
-    case DistKind::Uniform: m = 0.5 * (a + b), v = (b - a) * (b - a) / 12.0; break;
+    case DistKind::Uniform:
+      // From the half-width, which cannot overflow (the variance itself may).
+      *m_out = 0.5 * a + 0.5 * b;
+      *s_out = (0.5 * b - 0.5 * a) / std::sqrt(3.0);
+      return;
     case DistKind::Categorical: {
       double total = 0.0, s1 = 0.0, s2 = 0.0;
       for (uint32_t j = 0; j < d.nparams; ++j) {
@@ -1196,7 +1280,7 @@ void moments_at(const Dist& d, uint32_t i, double* m_out, double* s_out) {
     case DistKind::Beta: {
       const double t = a + b;
       m = a / t;
-      v = a * b / (t * t * (t + 1.0));
+      v = (a / t) * (b / t) / (t + 1.0);  // a * b / t^2 underflows for tiny concentrations
       break;
     }
     case DistKind::Exponential: m = 1.0 / a, v = m * m; break;

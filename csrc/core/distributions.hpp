@@ -95,6 +95,10 @@ double log_prob(const Dist& d, const double* value);
 /// LogNormal (0, inf); Binomial {0..total_count}; TruncatedNormal [low, high];
 /// Mixture: the union of the supports of the components with weight > 0.
 bool in_support(const Dist& d, const double* value);
+/// True if `value` is in the support of d's kind for SOME parameters (e.g. a non-negative
+/// integer for Poisson, {0, 1} for Bernoulli, finite for Normal and Uniform): a value outside
+/// it cannot be observed under any parameters, a typo-class error rather than weight zero.
+bool in_kind_support(const Dist& d, const double* value);
 
 /// Element-wise mean, written to out[size] (one value for Categorical and Mixture).
 void mean(const Dist& d, double* out);

@@ -189,6 +189,15 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
     ppfast::sample(d, rng_, out);
     lp = log_prob(d, out);
   }
+  if (!std::isfinite(lp)) {
+    // Parameters valid but too extreme for doubles (Normal(0, 1e308), Exponential(1e-310)):
+    // a draw overflowed out of the support. Never hand such a value to the model as a draw.
+    fail("invalid distribution at sample " + site(address, name) + ": " + dist_name(d.kind) +
+             ": a draw fell outside the support (" + std::to_string(out[0]) +
+             "): the parameters are too extreme for double precision",
+         ErrorCode::InvalidDistribution);
+    return out[0];
+  }
   log_prior_ += lp;
   if (control) type_hash_ = hash_step(type_hash_, address);
   append(RecordKind::Sample, rflags, &d, address, instance, name, out, d.size, lp);
@@ -229,10 +238,14 @@ double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const d
     return 0;
   }
   double lp = log_prob(d, value);
-  if (!(lp > -std::numeric_limits<double>::infinity())) {
+  // A value impossible under this trace's parameters (Uniform(th - 0.5, th + 0.5) observed
+  // far from th) gives the trace weight zero; one impossible under every parameter value
+  // of the distribution (Poisson observed at -1 or 2.5, Bernoulli at 3, a NaN) is a
+  // mistake in the data, reported at once.
+  if (!(lp > -std::numeric_limits<double>::infinity()) && !in_kind_support(d, value)) {
     std::ostringstream msg;
     msg << "observe " << site(address, name) << ": observed value " << value[0] << (n > 1 ? ", ..." : "")
-        << " is outside the support of the " << dist_name(d.kind);
+        << " is outside the support of the " << dist_name(d.kind) << " for any parameters";
     fail(msg.str(), ErrorCode::OutOfSupport);
     return 0;
   }
@@ -249,8 +262,11 @@ void Recorder::tag(uint32_t address, uint32_t name, const double* value, uint32_
 
 void Recorder::factor(double log_prob) {
   if (failed_) return;
-  if (std::isnan(log_prob)) {
-    fail("factor: log-probability is NaN", ErrorCode::InvalidDistribution);
+  // -inf is a valid factor (weight zero); NaN and +inf are not log-probabilities of anything
+  // and would make every weight of the run NaN after normalization.
+  if (std::isnan(log_prob) || log_prob == std::numeric_limits<double>::infinity()) {
+    fail(std::string("factor: log-probability is ") + (std::isnan(log_prob) ? "NaN" : "+inf"),
+         ErrorCode::InvalidDistribution);
     return;
   }
   log_likelihood_ += log_prob;

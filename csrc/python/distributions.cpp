@@ -45,7 +45,12 @@ void register_distributions(py::module_& m) {
           rng = &local;
         }
         double* o = out.mutable_data();
-        for (size_t i = 0; i < n; ++i) sample(d, *rng, o + i * size);
+        for (size_t i = 0; i < n; ++i) {
+          sample(d, *rng, o + i * size);
+          if (!std::isfinite(log_prob(d, o + i * size)))
+            throw py::value_error(std::string("a draw fell outside the support (" +
+                                  std::to_string(o[i * size]) + "): the parameters are too extreme for double precision");
+        }
         return out;
       },
       py::arg("kind"), py::arg("size"), py::arg("params"), py::arg("n"), py::arg("seed") = py::none());

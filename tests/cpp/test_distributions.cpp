@@ -5,6 +5,7 @@
 //   g++ -O2 -std=c++17 -Icsrc csrc/core/distributions.cpp
 //       tests/cpp/test_distributions.cpp -o /tmp/test_dist && /tmp/test_dist
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -703,6 +704,78 @@ void test_rng() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Extreme but valid parameters: every draw inside the support with a finite log-density,
+// or the parameters rejected by validation. (Parameters whose draws overflow doubles, e.g.
+// Normal(0, 1e308), are caught per draw by the recorder; see test_recorder.cpp.)
+
+void test_extreme_parameters() {
+  // Poisson rates beyond 2^52 give counts that doubles cannot hold exactly: rejected.
+  CHECK(!ppfast::validate(mk(DistKind::Poisson, {0x1.0p60}).view()).empty(), "Poisson(2^60) accepted");
+  CHECK(!ppfast::validate(mk(DistKind::Poisson, {kInf}).view()).empty(), "Poisson(inf) accepted");
+  CHECK(ppfast::validate(mk(DistKind::Poisson, {0x1.0p52}).view()).empty(), "Poisson(2^52) rejected");
+  const std::vector<Owned> cases = {
+      mk(DistKind::Poisson, {0x1.0p52}),
+      mk(DistKind::Uniform, {-1e308, 1e308}),
+      mk(DistKind::Uniform, {-DBL_MAX, DBL_MAX}),
+      mk(DistKind::Gamma, {1e-3, 1e300}),
+      mk(DistKind::Gamma, {1e300, 1.0}),
+      mk(DistKind::Beta, {1e-300, 1e-300}),
+      mk(DistKind::Beta, {1e300, 1e300}),
+      mk(DistKind::Binomial, {9007199254740992.0, 0.5}),
+      mk(DistKind::Binomial, {9007199254740992.0, 1e-300}),
+      mk(DistKind::Exponential, {1e308}),
+      mk(DistKind::TruncatedNormal, {0.0, 1.0, 1e10, kInf}),
+      mk(DistKind::TruncatedNormal, {0.0, 1.0, 1e300, 1e308}),  // used to loop forever
+      mk(DistKind::TruncatedNormal, {0.0, 1.0, -1e308, -1e300}),
+      mk(DistKind::TruncatedNormal, {0.0, 1.0, 40.0, 40.5}),
+      mk(DistKind::TruncatedNormal, {0.0, 1e-300, -1.0, 1.0}),
+      mk(DistKind::TruncatedNormal, {0.0, 1e-10, 1e308, kInf}),
+  };
+  Rng rng;
+  rng.seed(7, 0);
+  for (const Owned& o : cases) {
+    const Dist d = o.view();
+    CHECK(ppfast::validate(d).empty(), "%s: valid parameters rejected: %s", ppfast::dist_name(o.kind),
+          ppfast::validate(d).c_str());
+    double lo, hi;
+    ppfast::support(d, &lo, &hi);
+    int bad = 0;
+    double first_bad = 0.0;
+    for (int i = 0; i < 2000; ++i) {
+      double x;
+      ppfast::sample(d, rng, &x);
+      const double lp = ppfast::log_prob(d, &x);
+      if (!(ppfast::in_support(d, &x) && std::isfinite(lp) && x >= lo && x <= hi)) {
+        if (!bad++) first_bad = x;
+      }
+    }
+    CHECK(bad == 0, "%s(%g, %g...): %d of 2000 draws outside the support or with a non-finite log-density "
+          "(first %g)", ppfast::dist_name(o.kind), o.p[0], o.p.size() > 1 ? o.p[1] : 0.0, bad, first_bad);
+    double m, sd;
+    ppfast::mean(d, &m);
+    ppfast::stddev(d, &sd);
+    CHECK(std::isfinite(m) && std::isfinite(sd), "%s: mean %g / stddev %g not finite", ppfast::dist_name(o.kind),
+          m, sd);
+  }
+  // Uniform over (almost) the whole double range: density 1 / (high - low) although
+  // high - low overflows, and the closed-form moments.
+  const Owned wide = mk(DistKind::Uniform, {-1e308, 1e308});
+  const double zero = 0.0;
+  CHECK(close(ppfast::log_prob(wide.view(), &zero), -std::log(2.0) - std::log(1e308), 1e-15),
+        "Uniform(-1e308, 1e308) log density %g", ppfast::log_prob(wide.view(), &zero));
+  double sd;
+  ppfast::stddev(wide.view(), &sd);
+  CHECK(close(sd, 1e308 / std::sqrt(3.0), 1e-15),
+        "Uniform(-1e308, 1e308) stddev %g", sd);
+  // Far truncated-normal tail: the log-density normalises (mass of [a, a + 1] under the
+  // exponential-like tail, a = 1e300: density ~ a exp(-a (x - a)), i.e. log density log(a) at x = a).
+  const Owned far = mk(DistKind::TruncatedNormal, {0.0, 1.0, 1e300, kInf});
+  const double at = 1e300;
+  CHECK(close(ppfast::log_prob(far.view(), &at), std::log(1e300), 1e-12), "far-tail TruncatedNormal log density %g",
+        ppfast::log_prob(far.view(), &at));
+}
+
+// ---------------------------------------------------------------------------------------
 // Timing (informational only; never asserted)
 
 void report_timing() {
@@ -758,6 +831,7 @@ int main() {
   test_log_prob_values();
   test_normalisation();
   test_moments();
+  test_extreme_parameters();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   report_timing();
   return g_failures == 0 ? 0 : 1;

@@ -236,7 +236,13 @@ def run_in_chunks(simulate_part: Any, num_traces: int, chunk_size: int, desc: st
         done = 0
         while done < num_traces or not parts:
             n = min(chunk_size, num_traces - done)
-            part = simulate_part(done, n)
+            try:
+                part = simulate_part(done, n)
+            except Exception as e:
+                # The error carries the traces of its own chunk: add the chunks before it.
+                if parts and getattr(e, "partial", None) is not None:
+                    e.partial = TraceBatch.concat(parts + [e.partial])  # type: ignore[attr-defined]
+                raise
             parts.append(part)
             done += n
             bar.update(n)

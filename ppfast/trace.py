@@ -67,7 +67,11 @@ class TraceBatch:
 
     @property
     def results(self) -> Any:
-        """Per-trace results: a float64 view, or a list for non-numeric results."""
+        """Per-trace results: a float64 view, or a list for non-numeric results (tensor
+        results of PPX simulators are numpy arrays of their shape)."""
+        if self.objects is None and not getattr(self, "_tensors_checked", False):
+            self.objects = tensor_results(self)
+            self._tensors_checked = True
         return self.objects if self.objects is not None else self.traces["result"]
 
     @property
@@ -117,6 +121,31 @@ class TraceBatch:
     def __iter__(self) -> Iterator["Trace"]:
         for i in range(len(self)):
             yield Trace(self, i)
+
+
+#: Address of the Tag records holding tensor run results (csrc/transport/ppx/client.hpp).
+RESULT_ADDRESS = "__result__"
+
+
+def tensor_results(batch: Any) -> Optional[List[Any]]:
+    """Per-trace results with the tensor ones rebuilt from their RESULT_ADDRESS Tag records
+    (value [rank, dims..., elements...]); None if the batch has none."""
+    res = batch.traces["result"]
+    if not len(res) or not np.isnan(res).any():
+        return None
+    rec = batch.records
+    rows = np.flatnonzero((rec["address"] == _ids_for(RESULT_ADDRESS)[0]) & (rec["kind"] == RecordKind.TAG))
+    if not len(rows):
+        return None
+    out: List[Any] = res.tolist()
+    arena = batch.arenas["values"]
+    for j in rows:
+        off, n = int(rec["value_offset"][j]), int(rec["value_len"][j])
+        packed = arena[off:off + n] if n > 1 else rec["value"][j:j + 1]
+        rank = int(packed[0])
+        shape = tuple(int(d) for d in packed[1:1 + rank])
+        out[int(rec["trace"][j])] = np.array(packed[1 + rank:]).reshape(shape)
+    return out
 
 
 def _ids_for(name: str) -> List[int]:

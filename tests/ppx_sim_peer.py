@@ -23,6 +23,10 @@ Models:
   hundred    100 draws x ~ Normal(0, 1) at the same address "x" (a loop, as
              pyprob_cpp addresses it), then obs ~ Normal(mean(x), 1) (name "obs");
              returns mean(x).
+  tensor     gum, returning the 17 x 3 tensor mu + [0, 1, ..., 50] (as pyprob_cpp's HMM
+             test simulator returns a 17 x 3 tensor).
+  big        gum, returning a tensor of 300,000 values (2.4 MB): a message-size probe.
+  runaway    draws x ~ Normal(0, 1) at "x" forever: a per-trace record limit probe.
 
 Misbehaviour for robustness tests (``--bad``, once, on the ``--bad-at``-th Run unless
 said otherwise):
@@ -330,10 +334,28 @@ def model_hundred(opts: argparse.Namespace) -> Model:
     return ([mean], (1,))
 
 
+def model_tensor(opts: argparse.Namespace) -> Model:
+    mu = yield from model_gum(opts)
+    return ([float(mu[0][0]) + k for k in range(51)], (17, 3))
+
+
+def model_big(opts: argparse.Namespace) -> Model:
+    mu = yield from model_gum(opts)
+    return ([float(mu[0][0])] * 300_000, (300_000,))
+
+
+def model_runaway(opts: argparse.Namespace) -> Model:
+    while True:
+        yield _sample("x", "x", "Normal", [_scalar(0.0), _scalar(1.0)])
+
+
 MODELS = {
     "gum": (model_gum, "Gaussian with unknown mean (ppx_sim_peer)"),
     "branching": (model_branching, "Branching (ppx_sim_peer)"),
     "hundred": (model_hundred, "Hundred samples (ppx_sim_peer)"),
+    "tensor": (model_tensor, "Tensor result (ppx_sim_peer)"),
+    "big": (model_big, "Big result (ppx_sim_peer)"),
+    "runaway": (model_runaway, "Runaway (ppx_sim_peer)"),
 }
 
 EXPECTED_ANSWER = {"Sample": "SampleResult", "Observe": "ObserveResult", "Tag": "TagResult"}

@@ -48,8 +48,8 @@ void register_distributions(py::module_& m) {
         for (size_t i = 0; i < n; ++i) {
           sample(d, *rng, o + i * size);
           if (!std::isfinite(log_prob(d, o + i * size)))
-            throw py::value_error(std::string("a draw fell outside the support (" +
-                                  std::to_string(o[i * size]) + "): the parameters are too extreme for double precision");
+            throw py::value_error("a draw fell outside the support (" + std::to_string(o[i * size]) +
+                                  "): the parameters are too extreme for double precision");
         }
         return out;
       },

@@ -2,6 +2,7 @@
 // GIL released; Python gets finished trace batches and typed errors.
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include "python/bindings.hpp"
 #include "transport/ppx/client.hpp"
@@ -16,6 +17,21 @@ namespace px = ppfast::ppx;
 void require_zmq() {
   if (!px::zmq_bound())
     throw std::runtime_error("PPX: ZeroMQ is not loaded yet; call ppfast.models.remote.load_zmq() first");
+}
+
+const char* error_class(px::ClientErrorKind kind) {
+  switch (kind) {
+    case px::ClientErrorKind::kVersion: return "ProtocolVersionError";
+    case px::ClientErrorKind::kTimeout: return "PeerTimeoutError";
+    case px::ClientErrorKind::kPeerGone: return "PeerGoneError";
+    default: return "ProtocolError";
+  }
+}
+
+/// The message may quote bytes a peer sent: never fail on them.
+py::object message_text(const char* what) {
+  return py::reinterpret_steal<py::object>(
+      PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace"));
 }
 
 /// Forwards to a policy owned by Python (kept alive by the shared_ptr).
@@ -33,8 +49,10 @@ class SharedPolicy : public Policy {
 
 class PpxClient {
  public:
-  PpxClient(std::vector<std::string> addresses, int timeout_ms, std::string system_name, int spin_us)
-      : client_((require_zmq(), std::move(addresses)), make_options(timeout_ms, std::move(system_name), spin_us)) {}
+  PpxClient(std::vector<std::string> addresses, int timeout_ms, std::string system_name, int spin_us,
+            int64_t max_message_bytes, uint64_t max_trace_records)
+      : client_((require_zmq(), std::move(addresses)),
+                make_options(timeout_ms, std::move(system_name), spin_us, max_message_bytes, max_trace_records)) {}
 
   void connect() {
     py::gil_scoped_release release;
@@ -42,8 +60,9 @@ class PpxClient {
     client_.connect();
   }
 
-  PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs,
-                   std::vector<std::shared_ptr<Policy>> policies) {
+  /// (batch, None) or (batch of the traces finished, (error class name, message)).
+  py::tuple run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs,
+                std::vector<std::shared_ptr<Policy>> policies, bool skip_errors) {
     if (!policies.empty() && policies.size() != client_.size())
       throw py::value_error("PpxClient.run: " + std::to_string(policies.size()) + " policies for " +
                             std::to_string(client_.size()) + " connections (expected one per connection, or none)");
@@ -54,10 +73,14 @@ class PpxClient {
         return p ? std::make_unique<SharedPolicy>(p) : nullptr;
       };
     PyTraceBatch out{BatchPool::global().acquire()};
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);  // one run at a time on these sockets
-    client_.run(seed, first, count, obs.get(), *out.batch, factory);
-    return out;
+    std::optional<px::ClientError> error;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);  // one run at a time on these sockets
+      error = client_.run(seed, first, count, obs.get(), *out.batch, factory, skip_errors);
+    }
+    if (!error) return py::make_tuple(out, py::none());
+    return py::make_tuple(out, py::make_tuple(error_class(error->kind), message_text(error->what())));
   }
 
   void close() {
@@ -86,10 +109,15 @@ class PpxClient {
   size_t size() const { return client_.size(); }
 
  private:
-  static px::ClientOptions make_options(int timeout_ms, std::string system_name, int spin_us) {
+  static px::ClientOptions make_options(int timeout_ms, std::string system_name, int spin_us,
+                                       int64_t max_message_bytes, uint64_t max_trace_records) {
     if (timeout_ms <= 0) throw py::value_error("PPX timeout must be > 0 ms, got " + std::to_string(timeout_ms));
     if (spin_us < 0) throw py::value_error("PPX spin must be >= 0 us, got " + std::to_string(spin_us));
+    if (max_message_bytes <= 0)
+      throw py::value_error("PPX max_message_bytes must be > 0, got " + std::to_string(max_message_bytes));
     px::ClientOptions o;
+    o.max_message_bytes = max_message_bytes;
+    o.max_trace_records = max_trace_records;
     o.timeout_ms = timeout_ms;
     o.spin_us = spin_us;
     if (!system_name.empty()) o.system_name = std::move(system_name);
@@ -107,28 +135,20 @@ void register_ppx(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const px::ClientError& e) {
-      const char* cls = "ProtocolError";
-      switch (e.kind) {
-        case px::ClientErrorKind::kVersion: cls = "ProtocolVersionError"; break;
-        case px::ClientErrorKind::kTimeout: cls = "PeerTimeoutError"; break;
-        case px::ClientErrorKind::kPeerGone: cls = "PeerGoneError"; break;
-        default: break;
-      }
-      py::object type = py::module_::import("ppfast.errors").attr(cls);
-      // The message may quote bytes a peer sent: never fail on them.
-      py::object text = py::reinterpret_steal<py::object>(
-          PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "backslashreplace"));
-      PyErr_SetObject(type.ptr(), text.ptr());
+      py::object type = py::module_::import("ppfast.errors").attr(error_class(e.kind));
+      PyErr_SetObject(type.ptr(), message_text(e.what()).ptr());
     }
   });
 
   py::class_<PpxClient>(m, "PpxClient", "PPX engine side: REQ connections to PPX simulators.")
-      .def(py::init<std::vector<std::string>, int, std::string, int>(), py::arg("addresses"), py::arg("timeout_ms"),
-           py::arg("system_name") = "", py::arg("spin_us") = 0)
+      .def(py::init<std::vector<std::string>, int, std::string, int, int64_t, uint64_t>(), py::arg("addresses"),
+           py::arg("timeout_ms"), py::arg("system_name") = "", py::arg("spin_us") = 0,
+           py::arg("max_message_bytes") = int64_t{256} << 20, py::arg("max_trace_records") = 10'000'000)
       .def("connect", &PpxClient::connect, "Handshakes with every peer not yet connected.")
       .def("run", &PpxClient::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
-           py::arg("policies") = std::vector<std::shared_ptr<Policy>>{},
-           "Traces [first, first + count): trace i uses RNG stream i of seed.")
+           py::arg("policies") = std::vector<std::shared_ptr<Policy>>{}, py::arg("skip_errors") = false,
+           "Traces [first, first + count): trace i uses RNG stream i of seed. Returns (batch, error): error is "
+           "None or (class name in ppfast.errors, message), the batch then holding the traces finished.")
       .def("close", &PpxClient::close)
       .def_property_readonly("peers", &PpxClient::peers)
       .def("__len__", &PpxClient::size);

@@ -188,12 +188,15 @@ def _code_from_message(message: str) -> int:
 
 def _ppx_executor(model: Any, seed: int, observations: dict[int, np.ndarray]) -> tuple[Execute, Callable[[], None]]:
     """One trace per call over PPX; the engine-side recorder runs under the policy."""
+    from ..models.remote import checked_run
+
     client = model._client
     obs = _core.Observations(observations, True)
     connections = len(client)
 
     def execute(index: int, policy: Any) -> tuple[Any, int, Any, BaseException | None]:
-        batch = client.run(seed, index, 1, obs, [policy] * connections)  # count 1: the first connection
+        # count 1: the first connection; a peer's error is raised (with the failed trace).
+        batch = checked_run(client.run(seed, index, 1, obs, [policy] * connections))._native
         messages = batch.messages
         return batch, (_code_from_message(messages[0]) if messages else _NONE), None, None
 

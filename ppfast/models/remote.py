@@ -64,6 +64,21 @@ def _addresses(address: Union[str, Sequence[str]]) -> List[str]:
     return items
 
 
+def checked_run(outcome: Any) -> TraceBatch:
+    """The batch of a ``PpxClient.run``, or its error raised with the traces finished
+    before it as ``err.partial``."""
+    native, error = outcome
+    batch = TraceBatch(native)
+    if error is None:
+        return batch
+    from .. import errors
+
+    kind, message = error
+    err = getattr(errors, kind)(message)
+    err.partial = batch  # type: ignore[attr-defined]
+    raise err
+
+
 class RemoteModel(BaseModel):
     """A PPX simulator driven over ZeroMQ (the simulator binds a REP socket, ppfast connects).
 
@@ -80,6 +95,19 @@ class RemoteModel(BaseModel):
     simulator answers within tens of microseconds, and a thread that did not sleep needs no
     wake-up; leave it at 0 for slow simulators or when connections outnumber the cores.
 
+    ``max_message_bytes``: the largest message accepted from a simulator (a bigger one drops
+    the connection before it is allocated: ``PeerGoneError``); ``max_trace_records``: the
+    most Sample / Observe / Tag messages in one trace (more: ``ProtocolError``, a runaway
+    simulator), 0 for no limit.
+
+    A simulator that fails mid-run does not lose the traces finished before: the error
+    carries them as ``err.partial``.  With ``on_error='skip'`` the run goes on: the trace
+    cut short is kept as failed, the connection is retried (for up to ``timeout``) and, if
+    its simulator does not come back, the other connections run its remaining traces.
+    When nothing listens at an address, connecting fails within about 2 s with
+    ``PeerGoneError`` ("no simulator at ADDRESS").  A tensor-valued run result (PyProb
+    keeps it whole) is a numpy array of its shape in the results.
+
     ``server_address`` is accepted as in PyProb's ``RemoteModel``.
     """
 
@@ -94,6 +122,8 @@ class RemoteModel(BaseModel):
         connect: bool = True,
         server_address: Union[str, Sequence[str], None] = None,
         spin_us: int = 0,
+        max_message_bytes: int = 256 << 20,
+        max_trace_records: int = 10_000_000,
     ):
         if address is None:
             address = server_address if server_address is not None else "tcp://127.0.0.1:5555"
@@ -107,8 +137,14 @@ class RemoteModel(BaseModel):
         if not (isinstance(spin_us, int) and 0 <= spin_us <= 1_000_000):
             raise ValueError(f"RemoteModel: spin_us must be an int in [0, 1e6] microseconds, got {spin_us!r}")
         self.spin_us = spin_us
+        if not (isinstance(max_message_bytes, int) and 0 < max_message_bytes < 2**62):
+            raise ValueError(f"RemoteModel: max_message_bytes must be a positive int, got {max_message_bytes!r}")
+        if not (isinstance(max_trace_records, int) and 0 <= max_trace_records < 2**63):
+            raise ValueError(f"RemoteModel: max_trace_records must be an int >= 0 (0: no limit), got "
+                             f"{max_trace_records!r}")
         load_zmq()
-        self._client = _core.PpxClient(self.addresses, max(1, int(round(timeout * 1000))), spin_us=spin_us)
+        self._client = _core.PpxClient(self.addresses, max(1, int(round(timeout * 1000))), spin_us=spin_us,
+                                       max_message_bytes=max_message_bytes, max_trace_records=max_trace_records)
         super().__init__(name)
         if connect:
             self.connect()
@@ -132,14 +168,15 @@ class RemoteModel(BaseModel):
 
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                   required: bool, skip_errors: bool = False) -> TraceBatch:
-        return TraceBatch(self._client.run(seed, first, count, _core.Observations(observations, required)))
+        return checked_run(self._client.run(seed, first, count, _core.Observations(observations, required),
+                                            skip_errors=skip_errors))
 
     def _simulate_policies(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                            required: bool, policies: Sequence[Any]) -> TraceBatch:
         """Like ``_simulate``, with one ``_core.Policy`` per connection deciding the values of
         controlled sites (MH replay, IC proposals); for inference engines."""
-        return TraceBatch(self._client.run(seed, first, count, _core.Observations(observations, required),
-                                           list(policies)))
+        return checked_run(self._client.run(seed, first, count, _core.Observations(observations, required),
+                                            list(policies)))
 
     def close(self) -> None:
         """Closes the connections (a later run opens them again)."""

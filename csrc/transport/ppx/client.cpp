@@ -10,6 +10,8 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <condition_variable>
+#include <deque>
 #include <optional>
 
 #include <sched.h>
@@ -23,6 +25,8 @@ namespace {
 // A blocking receive wakes up this often to look for a disconnected peer, so a simulator
 // that dies mid-trace is reported at once rather than after the whole timeout.
 constexpr int kSliceMs = 50;
+// A first connection that keeps being refused this long means nothing listens there.
+constexpr int kNoPeerMs = 2000;
 
 std::atomic<uint64_t> g_monitor_counter{0};
 
@@ -116,8 +120,11 @@ void Connection::open() {
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::rcvtimeo, std::min(kSliceMs, std::max(1, options_.timeout_ms)));
     socket_->set(zmq::sockopt::sndtimeo, std::max(1, options_.timeout_ms));
+    if (options_.max_message_bytes > 0) socket_->set(zmq::sockopt::maxmsgsize, options_.max_message_bytes);
     monitor_endpoint_ = "inproc://ppfast-ppx-monitor-" + std::to_string(g_monitor_counter.fetch_add(1));
-    if (zmq_socket_monitor(socket_->handle(), monitor_endpoint_.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    ever_connected_ = refused_ = false;
+    if (zmq_socket_monitor(socket_->handle(), monitor_endpoint_.c_str(),
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
       throw zmq::error_t();
     monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
     monitor_->set(zmq::sockopt::linger, 0);
@@ -141,6 +148,8 @@ bool Connection::peer_disconnected() noexcept {
       uint16_t id = 0;
       if (event.size() >= sizeof(id)) std::memcpy(&id, event.data(), sizeof(id));
       if (id == ZMQ_EVENT_DISCONNECTED) gone = true;
+      if (id == ZMQ_EVENT_CONNECTED) ever_connected_ = true;
+      if (id == ZMQ_EVENT_CONNECT_RETRIED) refused_ = true;
     }
   } catch (...) {
   }
@@ -188,9 +197,14 @@ const MessageView& Connection::exchange(Bytes request, Body sent, const char* ex
       }
       if (peer_disconnected())
         fail(ClientErrorKind::kPeerGone, std::string("disconnected: expected ") + expected + " " + context(sent) +
-                                             ", got no reply (did the simulator exit or crash?)");
+                                             ", got no reply (did the simulator exit or crash, or send a message "
+                                             "over the max_message_bytes limit of " +
+                                             std::to_string(options_.max_message_bytes) + " bytes?)");
       const auto waited =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+      if (!patient_ && !ever_connected_ && refused_ && waited >= std::min(kNoPeerMs, options_.timeout_ms))
+        fail(ClientErrorKind::kPeerGone, "no simulator at " + address_ + ": nothing accepts connections there "
+                                         "(is the simulator running and bound to this address?)");
       if (waited >= options_.timeout_ms)
         fail(ClientErrorKind::kTimeout, std::string("no reply within ") + std::to_string(options_.timeout_ms) +
                                             " ms: expected " + expected + " " + context(sent));
@@ -211,8 +225,9 @@ const MessageView& Connection::exchange(Bytes request, Body sent, const char* ex
   return decoded_.message;
 }
 
-void Connection::connect() {
+void Connection::connect(bool patient) {
   if (handshaken_) return;
+  patient_ = patient;
   open();
   trace_ = 0;
   const MessageView& m = exchange(encode_handshake(fbb_, options_.system_name), Body::kHandshake, "HandshakeResult");
@@ -346,14 +361,32 @@ Bytes Connection::answer_tag(Recorder& r, const MessageView& m) {
   return encode_tag_result(fbb_);
 }
 
+void Connection::end_with_result(Recorder& r, const TensorView& v) {
+  if (!v.present) return (void)r.end_trace(std::nan(""));
+  if (v.size == 1 && v.rank() <= 1) return (void)r.end_trace(v.data[0]);
+  // A tensor result (PyProb keeps it whole): packed with its shape into a Tag record.
+  const uint32_t id = intern(kResultAddress);
+  packed_result_.clear();
+  packed_result_.push_back(static_cast<double>(v.rank()));
+  for (size_t i = 0; i < v.rank(); ++i) packed_result_.push_back(static_cast<double>(v.dim(i)));
+  packed_result_.insert(packed_result_.end(), v.data, v.data + v.size);
+  r.tag(id, id, packed_result_.data(), static_cast<uint32_t>(packed_result_.size()));
+  r.end_trace(std::nan(""));
+}
+
 void Connection::run_trace(Recorder& r, uint64_t index) {
-  connect();
-  trace_ = index;
   r.begin_trace(index);
   try {
+    connect();
+    trace_ = index;
     Bytes request = encode_run(fbb_);
     Body sent = Body::kRun;
-    for (;;) {
+    for (uint64_t messages = 0;; ++messages) {
+      if (options_.max_trace_records && messages > options_.max_trace_records)
+        fail(ClientErrorKind::kProtocol, "trace " + std::to_string(index) + " has more than " +
+                                             std::to_string(options_.max_trace_records) +
+                                             " Sample / Observe / Tag messages (the max_trace_records limit; a "
+                                             "simulator in a runaway loop?)");
       const MessageView& m = exchange(request, sent, "Sample, Observe, Tag or RunResult");
       switch (m.type) {
         case Body::kSample:
@@ -366,7 +399,7 @@ void Connection::run_trace(Recorder& r, uint64_t index) {
           request = answer_tag(r, m), sent = Body::kTagResult;
           break;
         case Body::kRunResult:
-          r.end_trace(m.value.present ? m.value.data[0] : std::nan(""));
+          end_with_result(r, m.value);
           ++stats_.traces;
           return;
         default:
@@ -436,42 +469,103 @@ void Client::connect() {
   first.rethrow();
 }
 
-void Client::run(uint64_t seed, uint64_t first, uint64_t count, const Observations* observations, TraceBatch& out,
-                 const PolicyFactory& policies) {
-  if (count == 0) return;
+std::optional<ClientError> Client::run(uint64_t seed, uint64_t first, uint64_t count,
+                                       const Observations* observations, TraceBatch& out,
+                                       const PolicyFactory& policies, bool skip_errors) {
+  if (count == 0) return std::nullopt;
   const size_t n = connections_.size();
-  if (n == 1 || count == 1) {
-    std::unique_ptr<Policy> policy = policies ? policies(0) : nullptr;
-    Recorder r(out, observations, seed, policy.get());
-    for (uint64_t i = first; i < first + count; ++i) connections_[0]->run_trace(r, i);
-    return;
-  }
-  connect();
   // Chunks small enough to balance peers of different speeds, each its own batch part
   // so that the merged batch keeps trace order.
-  const uint64_t chunk = std::clamp<uint64_t>((count + 4 * n - 1) / (4 * n), 1, 256);
+  const uint64_t chunk = n == 1 ? count : std::clamp<uint64_t>((count + 4 * n - 1) / (4 * n), 1, 256);
   const size_t nchunks = static_cast<size_t>((count + chunk - 1) / chunk);
+  struct Work {
+    size_t part;
+    uint64_t begin, end;
+  };
+  std::deque<Work> queue;
+  for (size_t c = 0; c < nchunks; ++c)
+    queue.push_back({c, first + c * chunk, std::min(first + count, first + (c + 1) * chunk)});
   std::vector<std::shared_ptr<TraceBatch>> parts(nchunks);
   std::vector<std::unique_ptr<Policy>> worker_policies(n);
   if (policies)
     for (size_t w = 0; w < n; ++w) worker_policies[w] = policies(static_cast<int>(w));
-  FirstError error;
-  pool_.run(nchunks, [&](size_t c, int worker) {
-    if (error.stop) return;
-    parts[c] = BatchPool::global().acquire();
-    Recorder r(*parts[c], observations, seed, worker_policies[worker].get());
-    const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
-    try {
-      for (uint64_t i = begin; i < end && !error.stop; ++i) connections_[worker]->run_trace(r, i);
-    } catch (...) {
-      error.keep_current();
+
+  FirstError error;                  // the error that stops the run (not skipping)
+  std::optional<ClientError> last;   // the latest error skipped
+  std::mutex mutex;                  // guards queue, busy, last
+  std::condition_variable changed;   // queue or busy changed
+  size_t busy = 0;                   // workers holding a work item (which they may hand back)
+
+  auto work = [&](int worker) {
+    if (static_cast<size_t>(worker) >= n) return;
+    Connection& connection = *connections_[static_cast<size_t>(worker)];
+    for (;;) {
+      Work w;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        // Wait while another worker may still hand back work (its peer died).
+        changed.wait(lock, [&] { return error.stop || !queue.empty() || busy == 0; });
+        if (error.stop || queue.empty()) return changed.notify_all();
+        w = queue.front();
+        queue.pop_front();
+        ++busy;
+      }
+      if (!parts[w.part]) parts[w.part] = BatchPool::global().acquire();
+      Recorder r(*parts[w.part], observations, seed, worker_policies[static_cast<size_t>(worker)].get());
+      bool gone = false;
+      for (uint64_t i = w.begin; i < w.end && !error.stop && !gone; ++i) {
+        try {
+          connection.run_trace(r, i);  // a trace cut short is recorded as failed
+        } catch (const ClientError& e) {
+          if (!skip_errors) {
+            error.keep_current();
+            break;
+          }
+          {
+            std::lock_guard<std::mutex> lock(mutex);
+            last.emplace(e);
+          }
+          try {
+            connection.connect(/*patient=*/true);  // waits up to the timeout for the peer
+          } catch (const ClientError& again) {
+            std::lock_guard<std::mutex> lock(mutex);
+            last.emplace(again);
+            if (i + 1 < w.end) queue.push_front({w.part, i + 1, w.end});  // for the live connections
+            gone = true;
+          }
+        } catch (...) {
+          error.keep_current();
+          break;
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        --busy;
+      }
+      changed.notify_all();
+      if (gone) return;
     }
-  });
-  error.rethrow();
+  };
+  if (n == 1) work(0);
+  else pool_.run_on_each(work);
+
+  // Whatever happened, keep every trace that finished, in trace order.
   size_t traces = 0, records = 0;
-  for (auto& p : parts) traces += p->num_traces(), records += p->num_records();
+  for (auto& p : parts)
+    if (p) traces += p->num_traces(), records += p->num_records();
   out.reserve(out.num_traces() + traces, out.num_records() + records);
-  for (auto& p : parts) out.append(*p);
+  for (auto& p : parts)
+    if (p) out.append(*p);
+  if (error.other) std::rethrow_exception(error.other);
+  if (error.error) return error.error;
+  if (!queue.empty()) {
+    uint64_t missing = 0;
+    for (const Work& w : queue) missing += w.end - w.begin;
+    return ClientError(last ? last->kind : ClientErrorKind::kPeerGone,
+                       "no PPX simulator left to run the last " + std::to_string(missing) + " of " +
+                           std::to_string(count) + " traces; the last error: " + (last ? last->what() : "?"));
+  }
+  return std::nullopt;
 }
 
 // --------------------------------------------------------------------------- ping

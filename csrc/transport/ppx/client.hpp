@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -54,7 +55,17 @@ struct ClientOptions {
   int spin_us = 0;
   /// Sent in the Handshake; PyProb sends "pyprob 1.5.0".
   std::string system_name = "ppfast (PPX 1.0.0)";
+  /// Largest reply accepted, in bytes (ZMQ_MAXMSGSIZE): ZeroMQ drops a peer that sends
+  /// more before allocating it, which ends the trace with PeerGoneError.
+  int64_t max_message_bytes = int64_t{256} << 20;
+  /// Most Sample / Observe / Tag messages in one trace (0: no limit); past it the trace
+  /// fails with a ProtocolError (a simulator in a runaway loop would exhaust memory).
+  uint64_t max_trace_records = 10'000'000;
 };
+
+/// Address (and name) of the Tag record that holds a tensor-valued run result: its value
+/// is [rank, dim_0, ..., dim_{rank-1}, elements...] and the trace's result column is NaN.
+inline constexpr const char* kResultAddress = "__result__";
 
 /// Counters of one connection (for benchmarks and diagnostics).
 struct ConnectionStats {
@@ -78,8 +89,10 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  /// Opens the socket and handshakes unless already done; throws ClientError.
-  void connect();
+  /// Opens the socket and handshakes unless already done; throws ClientError.  Unless
+  /// `patient`, gives up early ("no simulator at ADDRESS") when nothing accepts the
+  /// connection; patient waits the whole timeout (for a simulator being restarted).
+  void connect(bool patient = false);
   /// Runs trace `index` under `r` (begin_trace .. end_trace); throws ClientError, after
   /// recording the trace as failed and closing the socket.
   void run_trace(Recorder& r, uint64_t index);
@@ -97,11 +110,15 @@ class Connection {
   /// Sends `request` (a message of type `sent`) and returns the decoded reply, which stays
   /// valid until the next exchange. Throws on timeout, disconnect, malformed bytes, Reset.
   const MessageView& exchange(Bytes request, Body sent, const char* expected);
+  /// Reads the socket monitor's events; true if the peer disconnected since the last call.
   bool peer_disconnected() noexcept;
   uint32_t intern(std::string_view s);
   Bytes answer_sample(Recorder& r, const MessageView& m);
   Bytes answer_observe(Recorder& r, const MessageView& m);
   Bytes answer_tag(Recorder& r, const MessageView& m);
+  /// Ends the trace with a RunResult value: a scalar in the result column, a tensor as a
+  /// kResultAddress Tag record.
+  void end_with_result(Recorder& r, const TensorView& v);
   [[noreturn]] void fail(ClientErrorKind kind, const std::string& what);
   std::string context(Body sent) const;
 
@@ -112,6 +129,9 @@ class Connection {
   std::unique_ptr<zmq::socket_t> monitor_;
   std::string monitor_endpoint_;
   bool handshaken_ = false;
+  bool patient_ = false;        // connect(patient): wait the whole timeout for a peer
+  bool ever_connected_ = false;  // a connection was made since open()
+  bool refused_ = false;         // a connection attempt failed since open()
   std::string peer_system_, peer_model_;
   ConnectionStats stats_;
 
@@ -125,7 +145,7 @@ class Connection {
   // Reused scratch: no allocation per message in steady state.
   std::unordered_map<std::string, uint32_t> ids_;
   std::string key_;
-  std::vector<double> params_, value_;
+  std::vector<double> params_, value_, packed_result_;
   std::vector<int32_t> shape_;
 };
 
@@ -141,11 +161,17 @@ class Client {
 
   /// Handshakes with every peer not yet connected; throws the first ClientError.
   void connect();
-  /// Appends traces [first, first + count) to `out`; `policies` (may be empty) builds one
-  /// policy per connection. Throws the first ClientError; other connections stop at their
-  /// next trace boundary.
-  void run(uint64_t seed, uint64_t first, uint64_t count, const Observations* observations, TraceBatch& out,
-           const PolicyFactory& policies = nullptr);
+  /// Appends traces [first, first + count) to `out`, in trace order; `policies` (may be
+  /// empty) builds one policy per connection.  A trace cut short by a peer's error is
+  /// recorded as failed.  Without `skip_errors` the first ClientError stops the run:
+  /// other connections stop at their next trace boundary, every trace finished so far
+  /// is still appended to `out`, and the error is returned.  With `skip_errors` the run
+  /// goes on: the failing connection reconnects (waiting up to the timeout for its peer)
+  /// and, if its peer does not come back, its remaining traces move to the live
+  /// connections; an error is returned only when no connection is left (the traces not
+  /// run are then missing from `out`).
+  std::optional<ClientError> run(uint64_t seed, uint64_t first, uint64_t count, const Observations* observations,
+                                 TraceBatch& out, const PolicyFactory& policies = nullptr, bool skip_errors = false);
   void close() noexcept;
 
   size_t size() const { return connections_.size(); }

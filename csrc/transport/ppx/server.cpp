@@ -50,19 +50,33 @@ class Session {
     if (options_.spin_us > 0) {
       const auto until = start + std::chrono::microseconds(options_.spin_us);
       do {
-        if (socket_.recv(request_, zmq::recv_flags::dontwait)) return true;
+        if (socket_.recv(request_, zmq::recv_flags::dontwait)) return whole_request();
         sched_yield();
       } while (Clock::now() < until && !g_stop.load(std::memory_order_relaxed));
     }
     for (;;) {
       if (g_stop.load(std::memory_order_relaxed)) return false;
       try {
-        if (socket_.recv(request_, zmq::recv_flags::none)) return true;
+        if (socket_.recv(request_, zmq::recv_flags::none)) return whole_request();
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a signal (SIGINT) interrupts the wait: check the stop flag
       }
       if (timeout_ms >= 0 && elapsed_ms(start) >= timeout_ms) return false;
     }
+  }
+
+  /// PPX requests are single frames. A REP socket must read every frame of a multipart
+  /// request before it may reply (otherwise send() fails and the server used to exit), so
+  /// the rest is read and dropped here, and decode() reports the request as malformed.
+  bool whole_request() {
+    multipart_ = false;
+    zmq::message_t rest;
+    while (request_.more()) {
+      multipart_ = true;
+      if (!socket_.recv(rest, zmq::recv_flags::dontwait)) break;  // frames arrive together
+      if (!rest.more()) break;
+    }
+    return true;
   }
 
   void reply(px::Bytes b) { socket_.send(zmq::const_buffer(b.data, b.size), zmq::send_flags::none); }
@@ -101,7 +115,7 @@ class Session {
 
   double sample(const ppfast_dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
     for (uint32_t i = 0; i < d.size; ++i) out[i] = std::nan("");
-    if (stopped_) return out[0];
+    if (stopped_ || !within_record_limit(address)) return out[0];
     px::DistView v;
     if (!to_ppx(d, address, "sample", v)) return out[0];
     const px::MessageView* m = call(px::encode_sample(fbb_, name_of(address), name_of(name), v,
@@ -118,7 +132,7 @@ class Session {
   }
 
   double observe(const ppfast_dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
-    if (stopped_) return 0;
+    if (stopped_ || !within_record_limit(address)) return 0;
     px::DistView v;
     if (!to_ppx(d, address, "observe", v)) return 0;
     int32_t shape = static_cast<int32_t>(n);
@@ -129,7 +143,7 @@ class Session {
   }
 
   void tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
-    if (stopped_) return;
+    if (stopped_ || !within_record_limit(address)) return;
     int32_t shape = static_cast<int32_t>(n);
     px::TensorView t = value && n ? (n == 1 ? px::TensorView::scalar(value) : px::TensorView::of(value, n, &shape, 1))
                                   : px::TensorView{};
@@ -155,8 +169,24 @@ class Session {
 
  private:
   const px::DecodeResult& decode() {
+    if (multipart_) {
+      decoded_ = px::DecodeResult{};
+      decoded_.code = px::ErrorCode::kVerificationFailed;
+      decoded_.error = "a multipart ZeroMQ message (PPX messages are single frames)";
+      return decoded_;
+    }
     decoded_ = decoder_.decode(static_cast<const uint8_t*>(request_.data()), request_.size());
     return decoded_;
+  }
+
+  /// Counts one more Sample / Observe / Tag of the current trace; past the limit the
+  /// trace is abandoned with Reset (a simulator in a runaway loop).
+  bool within_record_limit(uint32_t address) {
+    if (!options_.max_trace_records || ++records_ <= options_.max_trace_records) return true;
+    abort_with_reset("the simulator made more than " + std::to_string(options_.max_trace_records) +
+                     " sample / observe / tag calls in one trace (max_trace_records; last at address '" +
+                     name_of(address) + "')");
+    return false;
   }
 
   const std::string& name_of(uint32_t id) {
@@ -242,6 +272,7 @@ class Session {
 
   void run(const ppfast_model_info& model) {
     stopped_ = failed_ = false;
+    records_ = 0;
     error_.clear();
     double result = std::nan("");
     try {
@@ -274,6 +305,8 @@ class Session {
   bool stopped_ = false;  // the trace was abandoned (protocol problem or stop): answer NaN, send nothing
   bool failed_ = false;   // the simulator reported a failure (fail() or an exception)
   bool pending_ = false;  // request_ holds a request for the main loop
+  bool multipart_ = false;  // request_ was the first frame of a multipart message
+  uint64_t records_ = 0;    // Sample / Observe / Tag messages of the current trace
   std::string error_;
   uint64_t traces_ = 0;
 };
@@ -315,6 +348,7 @@ bool bind(zmq::socket_t& socket, const std::string& address, const PpxServeOptio
   try {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::rcvtimeo, kSliceMs);
+    if (options.max_message_bytes > 0) socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     socket.bind(address);
   } catch (const zmq::error_t& e) {
     std::fprintf(stderr, "ppfast ppx server: cannot bind '%s': %s (expected e.g. tcp://*:5555 or ipc://@name)\n",
@@ -420,6 +454,8 @@ void usage(const char* exe, const char* model) {
                "  --idle-timeout S      exit after S seconds without a request\n"
                "  --answer-timeout S    abandon a trace after S seconds without the engine's answer\n"
                "  --spin-us N           poll N microseconds for the next message before sleeping\n"
+               "  --max-message-bytes N drop a connection that sends a message over N bytes (default 256 MiB)\n"
+               "  --max-trace-records N abandon a trace after N sample/observe/tag calls (default 1e7; 0: none)\n"
                "  --echo                serve a bare ZeroMQ echo instead (benchmark floor)\n"
                "  --quiet               do not log rejected requests\n",
                exe, model);
@@ -464,6 +500,13 @@ int ppx_server_main(int argc, char** argv, const ppfast_model_info* model) {
       const long v = std::strtol(argv[++i], &end, 10);
       if (*end != '\0' || v < 0 || v > 1000000) return usage(exe, model_label), 2;
       options.spin_us = static_cast<int>(v);
+    } else if ((a == "--max-message-bytes" || a == "--max-trace-records") && has_value) {
+      char* end = nullptr;
+      const unsigned long long v = std::strtoull(argv[++i], &end, 10);
+      if (*end != '\0' || argv[i][0] == '-') return usage(exe, model_label), 2;
+      if (a == "--max-trace-records") options.max_trace_records = v;
+      else if (v == 0 || v > (1ull << 62)) return usage(exe, model_label), 2;
+      else options.max_message_bytes = static_cast<int64_t>(v);
     } else if (a == "--echo") {
       echo = true;
     } else if (a == "--quiet") {

@@ -42,6 +42,12 @@ struct PpxServeOptions {
   /// Poll for the engine's next message this long before sleeping, in µs: a blocking
   /// wake-up costs most of a round trip on an idle core (0: never poll).
   int spin_us = 0;
+  /// Largest request accepted, in bytes (ZMQ_MAXMSGSIZE): ZeroMQ drops a connection that
+  /// sends more, before allocating it.
+  int64_t max_message_bytes = int64_t{256} << 20;
+  /// Most Sample / Observe / Tag messages in one trace: a simulator looping past it has
+  /// its trace abandoned with Reset (0: no limit).
+  uint64_t max_trace_records = 10'000'000;
 };
 
 /// Serves `model` over PPX at `address` (e.g. "tcp://*:5555", "ipc://@name") until

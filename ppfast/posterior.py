@@ -14,6 +14,7 @@ by name: ``posterior['mu']``.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
@@ -271,7 +272,7 @@ class Empirical:
                 if data["format"].item() != _FORMAT:
                     raise ValueError(f"{file_name}: not a ppfast Empirical file (format {data['format'].item()!r})")
                 values, log_weights, name = data["values"], data["log_weights"], str(data["name"].item())
-        except (KeyError, OSError, ValueError, EOFError) as e:
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             if isinstance(e, ValueError) and "ppfast Empirical" in str(e):
                 raise
             raise ValueError(f"{file_name}: not a readable ppfast Empirical file ({type(e).__name__}: {e})") from None

@@ -21,11 +21,15 @@ from ..errors import DatasetError
 from ..model import check_on_error
 from ..trace import Trace
 from .columns import ColumnBatch, remap_addresses
-from .format import MANIFEST, PARTS, read_manifest, read_shard
+from .format import MANIFEST, PARTS, is_plain_file_name, read_manifest, read_shard
 
 __all__ = ["TraceDataset"]
 
 _SHARD_KEYS = ("index", "first", "count", "num_records", "files", "address_table")
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 class TraceDataset:
@@ -54,25 +58,45 @@ class TraceDataset:
         self._types: Optional[np.ndarray] = None
 
     def _check_manifest(self) -> None:
+        """Every field the reader uses, with its type: a crafted or damaged manifest raises
+        DatasetError naming what is wrong, not a TypeError or KeyError later."""
         where = str(self.path / MANIFEST)
         m = self.manifest
+
+        def bad(what: str) -> DatasetError:
+            return DatasetError(f"{where}: {what}", file=where)
+
         shards = m.get("shards")
         tables = m.get("address_tables")
         if not isinstance(shards, list) or not isinstance(tables, list):
-            raise DatasetError(f"{where}: manifest lacks 'shards' or 'address_tables'", file=where)
+            raise bad("manifest lacks 'shards' or 'address_tables'")
+        for t, table in enumerate(tables):
+            if not isinstance(table, list) or not all(isinstance(a, str) for a in table):
+                raise bad(f"address table {t} is not a list of strings")
         for i, s in enumerate(shards):
             missing = [k for k in _SHARD_KEYS if not isinstance(s, dict) or k not in s]
             if missing:
-                raise DatasetError(f"{where}: shard entry {i} lacks {', '.join(missing)}", file=where)
-            if not all(p in s["files"] for p in PARTS):
-                raise DatasetError(f"{where}: shard entry {i} does not name its {'/'.join(PARTS)} files", file=where)
-            if not 0 <= s["address_table"] < len(tables):
-                raise DatasetError(f"{where}: shard entry {i} refers to address table {s['address_table']} "
-                                   f"of {len(tables)}", file=where)
+                raise bad(f"shard entry {i} lacks {', '.join(missing)}")
+            for k in ("index", "first", "count", "num_records", "address_table"):
+                if not _is_count(s[k]):
+                    raise bad(f"shard entry {i}: {k!r} must be an integer >= 0, got {s[k]!r}")
+            files = s["files"]
+            if not isinstance(files, dict) or not all(p in files for p in PARTS):
+                raise bad(f"shard entry {i} does not name its {'/'.join(PARTS)} files")
+            for p in PARTS:
+                f = files[p]
+                if not (isinstance(f, dict) and isinstance(f.get("name"), str) and _is_count(f.get("bytes"))
+                        and isinstance(f.get("sha256"), str)):
+                    raise bad(f"shard entry {i}: its {p} file entry needs a name, bytes and sha256, got {f!r}")
+                if not is_plain_file_name(f["name"]):
+                    raise bad(f"shard entry {i}: file name {f['name']!r} is not a plain file name in the dataset "
+                              "folder")
+            if not s["address_table"] < len(tables):
+                raise bad(f"shard entry {i} refers to address table {s['address_table']} of {len(tables)}")
         self._shards: List[Dict[str, Any]] = sorted(shards, key=lambda s: s["first"])
         total = sum(s["count"] for s in shards)
         if total != m.get("num_traces", total):
-            raise DatasetError(f"{where}: shards hold {total} traces, the manifest says {m['num_traces']}", file=where)
+            raise bad(f"shards hold {total} traces, the manifest says {m['num_traces']!r}")
 
     # -- pickling (DataLoader workers reopen the files themselves) ---------------------
     def __getstate__(self) -> Dict[str, Any]:

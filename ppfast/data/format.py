@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -97,11 +98,15 @@ def _write_table(path: Path, schema: pa.Schema, arrays: List[pa.Array]) -> Dict[
     tmp = path.with_name(path.name + ".tmp")
     sink = _HashingSink(tmp)
     try:
-        with ipc.new_file(pa.PythonFile(sink, mode="w"), schema) as writer:
-            writer.write_batch(pa.record_batch(arrays, schema=schema))
-    finally:
-        sink.close()
-    os.replace(tmp, path)  # a reader never sees a half-written file under the final name
+        try:
+            with ipc.new_file(pa.PythonFile(sink, mode="w"), schema) as writer:
+                writer.write_batch(pa.record_batch(arrays, schema=schema))
+        finally:
+            sink.close()
+        os.replace(tmp, path)  # a reader never sees a half-written file under the final name
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full, Ctrl-C) leaves no .tmp behind
+        raise
     return {"name": path.name, "bytes": sink.size, "sha256": sink.sha.hexdigest()}
 
 
@@ -134,8 +139,27 @@ def file_sha256(buf: pa.Buffer) -> str:
     return sha.hexdigest()
 
 
+def is_plain_file_name(name: str) -> bool:
+    """A name of a file directly in the dataset folder: no directory part, no '..'."""
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+            and Path(name).name == name)
+
+
 def _open_part(directory: Path, entry: Dict[str, Any], verify: bool) -> Tuple[pa.Table, Any]:
-    path = directory / entry["name"]
+    name = entry["name"]
+    if not is_plain_file_name(name):
+        raise DatasetError(f"{directory}: the manifest names shard file {name!r}, which is not a plain file name in "
+                           "the dataset folder", file=str(directory))
+    path = directory / name
+    try:
+        info = path.lstat()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot open shard file ({e})", file=str(path)) from e
+    # Not through a link (it may lead out of the folder), not a FIFO or device (a read
+    # could block or never end).
+    if not stat.S_ISREG(info.st_mode):
+        raise DatasetError(f"{path}: not a regular file (a link, FIFO, device or folder); shard files are "
+                           "regular files in the dataset folder", file=str(path))
     try:
         mapped = pa.memory_map(str(path), "r")
     except (OSError, pa.ArrowException) as e:
@@ -208,8 +232,12 @@ def read_shard(directory: Path, entry: Dict[str, Any], verify: bool = True) -> C
 def write_manifest(directory: Path, manifest: Dict[str, Any]) -> None:
     path = directory / MANIFEST
     tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(directory: Path) -> Dict[str, Any]:

@@ -67,7 +67,8 @@ def save_dataset(model: Any, dataset_dir: Union[str, Path], num_traces: int, tra
     ``distributed=True``) every rank writes the shards of its share of the trace numbers
     and rank 0 writes the manifest; every rank must make the same call.  ``on_error``:
     'raise', or 'skip' (failed traces are kept with their error).  Results that are not
-    numbers (Python objects) are not stored: the ``result`` column holds NaN for them.
+    numbers (Python objects) are not stored: the ``result`` column holds NaN for them
+    (tensor results of PPX simulators are: as ``__result__`` Tag records, read back whole).
     Returns the dataset directory::
 
         path = ppfast.examples.load("gum").save_dataset("gum-traces", 1000, traces_per_file=250, seed=1)

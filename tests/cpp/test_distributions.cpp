@@ -706,7 +706,7 @@ void test_rng() {
 // ---------------------------------------------------------------------------------------
 // Extreme but valid parameters: every draw inside the support with a finite log-density,
 // or the parameters rejected by validation. (Parameters whose draws overflow doubles, e.g.
-// Normal(0, 1e308), are caught per draw by the recorder; see test_recorder.cpp.)
+// Normal(0, 1e308), are caught per draw by the recorder; see tests/test_hardening.py.)
 
 void test_extreme_parameters() {
   // Poisson rates beyond 2^52 give counts that doubles cannot hold exactly: rejected.

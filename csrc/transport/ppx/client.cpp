@@ -197,8 +197,9 @@ const MessageView& Connection::exchange(Bytes request, Body sent, const char* ex
       }
       if (peer_disconnected())
         fail(ClientErrorKind::kPeerGone, std::string("disconnected: expected ") + expected + " " + context(sent) +
-                                             ", got no reply (did the simulator exit or crash, or send a message "
-                                             "over the max_message_bytes limit of " +
+                                             ", got no reply (did the simulator exit or crash? or did a message "
+                                             "exceed a max_message_bytes limit: the simulator's, or this "
+                                             "engine's of " +
                                              std::to_string(options_.max_message_bytes) + " bytes?)");
       const auto waited =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from . import _core
+from . import distributions as _distributions
 from .distributions import KIND_NAMES
 
 __all__ = ["TraceBatch", "TraceList", "Trace", "Variable", "RecordKind", "FLAG_CONTROL", "FLAG_REPLACE", "FLAG_OBSERVED",
@@ -23,6 +24,14 @@ FLAG_CONTROL, FLAG_REPLACE, FLAG_OBSERVED, FLAG_DISCARDED, FLAG_PROPOSED = 1, 2,
 
 class RecordKind:
     SAMPLE, OBSERVE, TAG, FACTOR = 0, 1, 2, 3
+
+
+_RECORD_KIND_NAMES = ["sample", "observe", "tag", "factor"]
+
+#: Distribution kinds whose values are integers (from each class's ``discrete``).
+DISCRETE_KINDS = frozenset(c.kind for c in vars(_distributions).values()
+                           if isinstance(c, type) and issubclass(c, _distributions.Distribution)
+                           and c.discrete is True)
 
 
 _address_cache: List[str] = [""]
@@ -104,6 +113,76 @@ class TraceBatch:
                     out[k] = torch.from_numpy(v)
         return out
 
+    def to_pandas(self, what: str = "records") -> Any:
+        """A pandas DataFrame: ``what="records"`` one row per sample / observe / tag / factor
+        (``trace``, ``address`` and ``name`` as strings, ``instance``, ``kind``, ``dist``,
+        ``control``, ``discarded``, ``flags``, ``value``, ``log_prob``, and ``tensor`` with
+        the whole value of tensor-valued records); ``what="traces"`` one row per trace
+        (``index``, ``log_prior``, ``log_likelihood``, ``log_weight``, ``result``,
+        ``trace_type``, ``failed``, ``error``).  Strings are categoricals."""
+        from ._optional import require
+
+        pd = require("pandas", "TraceBatch.to_pandas")
+        cols = {k: (pd.Categorical.from_codes(v[0], v[1]) if isinstance(v, tuple) else v)
+                for k, v in self._table(what).items()}
+        return pd.DataFrame(cols)
+
+    def to_arrow(self, what: str = "records") -> Any:
+        """The same table as ``to_pandas`` as a pyarrow Table (strings dictionary-encoded),
+        e.g. for Parquet, polars or DuckDB."""
+        from ._optional import require
+
+        pa = require("pyarrow", "TraceBatch.to_arrow")
+        cols = {}
+        for k, v in self._table(what).items():
+            if isinstance(v, tuple):
+                codes, names = v
+                cols[k] = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(names, pa.string()))
+            elif v.dtype == object:
+                cols[k] = pa.array(list(v), type=pa.list_(pa.float64()))
+            else:
+                cols[k] = pa.array(v)
+        return pa.table(cols)
+
+    def _table(self, what: str) -> Dict[str, Any]:
+        """Columns for to_pandas / to_arrow: arrays, or (codes, names) for strings (code -1:
+        missing)."""
+        if what == "traces":
+            t = self.traces
+            failed = t["status"] != 0
+            messages = self._native.messages
+            # Message ids shifted by one, so that 0 means "no error" (missing).
+            error = _categories(np.where(failed, t["message"].astype(np.int64) + 1, 0), lambda i: messages[i - 1],
+                                zero_missing=True)
+            return {"index": t["index"], "log_prior": t["log_prior"], "log_likelihood": t["log_likelihood"],
+                    "log_weight": t["log_weight"], "result": t["result"], "trace_type": t["trace_type"],
+                    "failed": failed, "error": error}
+        if what != "records":
+            raise ValueError(f"to_pandas / to_arrow: what must be 'records' or 'traces', got {what!r}")
+        r = self.records
+        cols: Dict[str, Any] = {
+            "trace": r["trace"],
+            "address": _categories(r["address"], address_name),
+            "name": _categories(r["name"], address_name, zero_missing=True),  # id 0: no name
+            "instance": r["instance"],
+            "kind": _categories(r["kind"], lambda k: _RECORD_KIND_NAMES[k]),
+            "dist": _categories(r["dist"], lambda k: KIND_NAMES.get(k, "")),
+            "control": (r["flags"] & FLAG_CONTROL) != 0,
+            "discarded": (r["flags"] & FLAG_DISCARDED) != 0,
+            "flags": r["flags"],
+            "value": r["value"],
+            "log_prob": r["log_prob"],
+        }
+        tensors = np.flatnonzero(r["value_len"] > 1)
+        if len(tensors):
+            values = self.arenas["values"]
+            column = np.full(len(r["value"]), None, dtype=object)
+            for j in tensors:
+                off = int(r["value_offset"][j])
+                column[j] = values[off:off + int(r["value_len"][j])]
+            cols["tensor"] = column
+        return cols
+
     def values_of(self, name: str, instance: int = 0, fill: float = np.nan) -> np.ndarray:
         """Per-trace value of the variable called ``name`` (a name or an address)."""
         ids = _ids_for(name)
@@ -146,6 +225,21 @@ def tensor_results(batch: Any) -> Optional[List[Any]]:
         shape = tuple(int(d) for d in packed[1:1 + rank])
         out[int(rec["trace"][j])] = np.array(packed[1 + rank:]).reshape(shape)
     return out
+
+
+def _categories(ids: np.ndarray, name_of: Any, zero_missing: bool = False) -> Any:
+    """(codes, names) of a column of ids: names[codes[i]] is row i's string; with
+    ``zero_missing`` id 0 has no string (code -1)."""
+    uniq, codes = np.unique(ids, return_inverse=True)
+    codes = np.asarray(codes, dtype=np.int32).reshape(-1)
+    if zero_missing and len(uniq) and uniq[0] == 0:
+        codes, uniq = codes - 1, uniq[1:]
+    if not len(uniq):
+        return codes, []
+    # Different ids may share a string (e.g. two failed traces with one message): merge them.
+    names, merged = np.unique(np.array([name_of(int(i)) for i in uniq], dtype=object), return_inverse=True)
+    codes = np.where(codes >= 0, merged.reshape(-1)[np.maximum(codes, 0)], -1).astype(np.int32)
+    return codes, [str(n) for n in names]
 
 
 def _ids_for(name: str) -> List[int]:

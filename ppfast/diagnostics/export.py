@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..trace import FLAG_CONTROL, FLAG_DISCARDED, FLAG_OBSERVED, RecordKind, TraceBatch, address_name
+from ..trace import DISCRETE_KINDS, FLAG_CONTROL, FLAG_DISCARDED, FLAG_OBSERVED, RecordKind, TraceBatch, address_name
 from ._inputs import batch_of, chain_array, chain_ids, to_numpy
 
 __all__ = ["to_arviz", "variable_names", "variable_values"]
@@ -56,6 +56,14 @@ def variable_values(batch: TraceBatch, name: str, kind: int = RecordKind.SAMPLE,
     return out
 
 
+def _discrete(batch: TraceBatch, name: str) -> bool:
+    """True when every draw of the variable ``name`` comes from a discrete distribution."""
+    i = _core.intern(name)
+    rec = batch.records
+    mask = ((rec["name"] == i) | (rec["address"] == i)) & (rec["kind"] == RecordKind.SAMPLE)
+    return bool(mask.any()) and bool(np.isin(rec["dist"][mask], list(DISCRETE_KINDS)).all())
+
+
 def _split(values: np.ndarray, ids: np.ndarray | None, take: np.ndarray | None) -> np.ndarray:
     if take is not None:
         values = values[take]
@@ -85,6 +93,8 @@ def to_arviz(x: Any, var_names: Sequence[str] | None = None, results: bool = Tru
     ``observed_data``.  MCMC runs keep their chains; a weighted (importance sampling)
     posterior is resampled to equal weights first (ArviZ has no weights), with a fixed seed.
     Plain arrays / lists / tensors become one variable ``x`` shaped (chains, draws).
+    Discrete variables (Categorical, Poisson, Bernoulli, Binomial) are int64, unless some
+    trace lacks an instance of them (NaN marks it, so they stay float).
     """
     from .._optional import require
 
@@ -103,6 +113,8 @@ def to_arviz(x: Any, var_names: Sequence[str] | None = None, results: bool = Tru
     dims: dict[str, list[str]] = {}
     for name in var_names if var_names is not None else variable_names(batch):
         m = variable_values(batch, name)
+        if _discrete(batch, name) and np.isfinite(m).all():  # NaN marks a missing instance: stays float
+            m = m.astype(np.int64)
         d = []
         if m.shape[1] > 1:
             d.append(f"{name}_instance")

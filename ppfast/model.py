@@ -254,6 +254,11 @@ def run_in_chunks(simulate_part: Any, num_traces: int, chunk_size: int, desc: st
         if bar.enabled:
             bar.summary = ess_summary(batch.traces["log_weight"])
         return batch
+    except KeyboardInterrupt as e:
+        # Ctrl-C: the exception carries every trace finished before it as `partial`.
+        inner = getattr(e, "partial", None)
+        e.partial = TraceBatch.concat(parts + ([inner] if inner is not None else [])) if parts or inner else None
+        raise
     finally:
         bar.close()
 
@@ -334,6 +339,10 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
             begin(i)
             try:
                 result = forward()
+            except KeyboardInterrupt as e:
+                rec.discard()  # stopped part-way: keep only the finished traces
+                e.partial = TraceBatch(rec.take(), None if numeric else results)  # type: ignore[attr-defined]
+                raise
             except Exception as e:
                 rec.fail(f"{type(e).__name__}: {e}")
                 rec.end(math.nan)

@@ -36,7 +36,9 @@ void Recorder::begin_trace(uint64_t index) {
   log_prior_ = log_likelihood_ = log_correction_ = 0;
   type_hash_ = kHashSeed;
   type_dirty_ = false;
-  failed_ = false;
+  failed_ = stopped_ = false;
+  value_begin_ = out_.value_arena.size();
+  param_begin_ = out_.param_arena.size();
   code_ = ErrorCode::None;
   error_.clear();
   rng_.seed(seed_, index);
@@ -74,6 +76,17 @@ bool Recorder::end_trace(double result) {
     out_.message.push_back(0);
   }
   return !failed_;
+}
+
+void Recorder::discard_trace() {
+  TraceBatch& b = out_;
+  for (auto* v : {&b.rec_trace, &b.rec_address, &b.rec_instance, &b.rec_name, &b.rec_value_offset, &b.rec_value_len,
+                  &b.rec_param_offset, &b.rec_param_len})
+    v->resize(begin_);
+  for (auto* v : {&b.rec_kind, &b.rec_flags, &b.rec_dist}) v->resize(begin_);
+  for (auto* v : {&b.rec_value, &b.rec_log_prob}) v->resize(begin_);
+  b.value_arena.resize(value_begin_);
+  b.param_arena.resize(param_begin_);
 }
 
 void Recorder::fail(const std::string& message, ErrorCode code) {
@@ -153,6 +166,10 @@ __attribute__((flatten)) void Recorder::append(RecordKind kind, uint8_t flags, c
 }
 
 double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
+  if (stop_ && stop_->load(std::memory_order_relaxed) && !failed_) {
+    stopped_ = true;  // a long or endless trace gives way to Ctrl-C at its next draw
+    fail("stopped (interrupted)");
+  }
   if (failed_) return out[0] = std::nan("");
   if (!is_valid(d)) {
     fail("invalid distribution at sample " + site(address, name) + ": " + validate(d), ErrorCode::InvalidDistribution);

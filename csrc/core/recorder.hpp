@@ -4,6 +4,7 @@
 // Observations map.  One recorder per thread; the C ABI reaches the thread's current one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -62,6 +63,11 @@ class Recorder {
   Rng& rng() { return rng_; }
   TraceBatch& batch() { return out_; }
   void set_policy(Policy* p) { policy_ = p; }
+  /// When *stop becomes true the current trace fails at its next draw (stopped() tells).
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+  bool stopped() const { return stopped_; }
+  /// Drops the current trace's records (a trace stopped part-way is not kept).
+  void discard_trace();
 
  private:
   uint32_t next_instance(uint32_t address, bool replace, uint64_t record);
@@ -82,6 +88,9 @@ class Recorder {
   bool type_dirty_ = false;
   double log_prior_ = 0, log_likelihood_ = 0, log_correction_ = 0;
   bool failed_ = false;
+  bool stopped_ = false;
+  const std::atomic<bool>* stop_ = nullptr;
+  uint64_t value_begin_ = 0, param_begin_ = 0;  // arena sizes when the trace began
   ErrorCode code_ = ErrorCode::None;
   std::string error_;
 

@@ -1,7 +1,9 @@
 #include "core/runner.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -86,9 +88,7 @@ void WorkerPool::run_on_each(const std::function<void(int)>& fn) {
   fn_ = nullptr;
 }
 
-void WorkerPool::run(size_t ntasks, const std::function<void(size_t, int)>& fn) {
-  if (ntasks == 0) return;
-  std::lock_guard<std::mutex> turn(turn_);
+void WorkerPool::start(size_t ntasks, const std::function<void(size_t, int)>& fn) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = &fn;
@@ -96,10 +96,31 @@ void WorkerPool::run(size_t ntasks, const std::function<void(size_t, int)>& fn) 
     next_ = finished_ = 0;
     ++epoch_;
   }
-  if (ntasks > 1) wake_.notify_all();
+  wake_.notify_all();
+}
+
+void WorkerPool::run(size_t ntasks, const std::function<void(size_t, int)>& fn) {
+  if (ntasks == 0) return;
+  std::lock_guard<std::mutex> turn(turn_);
+  start(ntasks, fn);
   work(0);  // the calling thread works too
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return finished_ == ntasks_; });
+  fn_ = nullptr;
+}
+
+void WorkerPool::run_supervised(size_t ntasks, const std::function<void(size_t, int)>& fn,
+                                const std::function<void()>& supervise) {
+  if (ntasks == 0) return;
+  if (threads_.empty()) throw std::logic_error("WorkerPool::run_supervised needs at least one pool thread");
+  std::lock_guard<std::mutex> turn(turn_);
+  start(ntasks, fn);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!done_.wait_for(lock, std::chrono::milliseconds(5), [&] { return finished_ == ntasks_; })) {
+    lock.unlock();
+    supervise();
+    lock.lock();
+  }
   fn_ = nullptr;
 }
 
@@ -116,16 +137,20 @@ double execute(ppfast_model_fn fn, Recorder& r) {
 }
 
 void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
-                const Observations* observations, TraceBatch& out, const PolicyFactory& policies) {
-  const size_t workers = static_cast<size_t>(pool.size());
+                const Observations* observations, TraceBatch& out, const PolicyFactory& policies,
+                RunControl* control) {
+  // Supervised, the caller does not simulate: one worker fewer.
+  const size_t workers = static_cast<size_t>(std::max(1, pool.size() - (control ? 1 : 0)));
+  const size_t slots = static_cast<size_t>(pool.size());
   // One contiguous chunk per worker: chunk 0 is recorded straight into `out` and only the
   // others are appended afterwards, so most of the data is written once.
   const uint64_t chunk = std::max<uint64_t>(1024, (count + workers - 1) / workers);
   const size_t nchunks = static_cast<size_t>((count + chunk - 1) / chunk);
   std::vector<std::shared_ptr<TraceBatch>> parts(nchunks);
-  std::vector<std::unique_ptr<Policy>> worker_policies(workers);
+  std::vector<std::unique_ptr<Policy>> worker_policies(slots);
   if (policies)
-    for (size_t w = 0; w < workers; ++w) worker_policies[w] = policies(static_cast<int>(w));
+    for (size_t w = 0; w < slots; ++w) worker_policies[w] = policies(static_cast<int>(w));
+  const std::atomic<bool>* stop = control ? &control->stop : nullptr;
   auto run_chunk = [&](size_t c, int worker) {
     TraceBatch* target = &out;
     if (c > 0) {
@@ -133,15 +158,23 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
       target = parts[c].get();
     }
     Recorder r(*target, observations, seed, worker_policies[worker].get());
+    r.set_stop(stop);
     RecorderScope scope(&r);
     const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
     for (uint64_t i = begin; i < end; ++i) {
+      if (stop && stop->load(std::memory_order_relaxed)) return;
       r.begin_trace(i);
       double result = execute(fn, r);
+      if (r.stopped()) {
+        r.discard_trace();  // stopped part-way: not a finished trace
+        return;
+      }
       r.end_trace(result);
     }
   };
-  if (nchunks <= 1 || workers == 1) {
+  if (control) {
+    pool.run_supervised(nchunks, run_chunk, control->supervise);
+  } else if (nchunks <= 1 || workers == 1) {
     for (size_t c = 0; c < nchunks; ++c) run_chunk(c, 0);
   } else {
     pool.run(nchunks, run_chunk);

@@ -2,6 +2,7 @@
 // stream i, so a seed gives the same traces whatever the thread count.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -27,6 +28,11 @@ class WorkerPool {
 
   /// Calls fn(task, worker) for every task in [0, ntasks).
   void run(size_t ntasks, const std::function<void(size_t, int)>& fn);
+  /// As run(), but the tasks run on the pool's threads only (workers 1..size()-1) while
+  /// the caller calls `supervise` every few milliseconds until they are done: it stays
+  /// free to notice Ctrl-C whatever the simulator does.
+  void run_supervised(size_t ntasks, const std::function<void(size_t, int)>& fn,
+                      const std::function<void()>& supervise);
   /// Calls fn(worker) once on every thread, worker 0 being the caller: for work pinned
   /// to a thread (fibers, thread-local simulator state).
   void run_on_each(const std::function<void(int)>& fn);
@@ -35,6 +41,7 @@ class WorkerPool {
  private:
   void loop(int worker);
   void work(int worker);
+  void start(size_t ntasks, const std::function<void(size_t, int)>& fn);
 
   void stop();
 
@@ -55,8 +62,19 @@ double execute(ppfast_model_fn fn, Recorder& r);
 /// Builds a policy per worker (nullptr = prior).
 using PolicyFactory = std::function<std::unique_ptr<Policy>(int worker)>;
 
-/// Appends traces [first, first + count) of `fn` to `out`.
+/// A run that can be stopped part-way (Ctrl-C): `supervise` is called on the calling
+/// thread every few milliseconds and may set `stop`; then every worker drops the trace
+/// it is in (at its next draw) and the run returns the traces finished so far.
+struct RunControl {
+  std::function<void()> supervise;
+  std::atomic<bool> stop{false};
+};
+
+/// Appends traces [first, first + count) of `fn` to `out`.  With `control`, the traces
+/// run on the pool's threads (the caller supervises) and `out` may end with a prefix of
+/// each worker's range when control->stop was set.
 void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
-                const Observations* observations, TraceBatch& out, const PolicyFactory& policies = nullptr);
+                const Observations* observations, TraceBatch& out, const PolicyFactory& policies = nullptr,
+                RunControl* control = nullptr);
 
 }  // namespace ppfast

@@ -29,7 +29,7 @@ class NativeModel {
                             ", this ppfast speaks " + std::to_string(PPFAST_ABI_VERSION));
     }
     info_->bind(local_api());  // the library's draws reach this process's recorder
-    pool_ = std::make_unique<WorkerPool>(threads);
+    pool_ = make_pool(threads);
   }
   // The library stays loaded: views and cached ids may refer to it.
 
@@ -41,13 +41,41 @@ class NativeModel {
     own_.name = path_.c_str();
     own_.run = reinterpret_cast<ppfast_model_fn>(run);
     info_ = &own_;
-    pool_ = std::make_unique<WorkerPool>(threads);
+    pool_ = make_pool(threads);
+  }
+
+  /// Ctrl-C (any pending Python signal whose handler raises) stops the run within a few
+  /// milliseconds of the simulator's next draw; the exception carries the traces finished
+  /// so far as `partial` (a native batch).
+  static std::unique_ptr<WorkerPool> make_pool(int threads) {
+    return std::make_unique<WorkerPool>(std::max(threads, 1) + 1);
   }
 
   PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs) {
     PyTraceBatch out{BatchPool::global().acquire()};
-    py::gil_scoped_release release;
-    run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch);
+    RunControl control;
+    bool raised = false;
+    control.supervise = [&] {
+      if (raised) return;
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {
+        raised = true;  // the handler's exception stays set until we are back
+        control.stop = true;
+      }
+    };
+    {
+      py::gil_scoped_release release;
+      run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch, nullptr, &control);
+    }
+    if (raised) {
+      PyObject *type, *value, *trace;
+      PyErr_Fetch(&type, &value, &trace);
+      PyErr_NormalizeException(&type, &value, &trace);
+      py::object partial = py::cast(std::move(out));
+      if (value) PyObject_SetAttrString(value, "partial", partial.ptr());
+      PyErr_Restore(type, value, trace);
+      throw py::error_already_set();
+    }
     return out;
   }
 
@@ -55,14 +83,19 @@ class NativeModel {
   void run_unrecorded(uint64_t count) {
     py::gil_scoped_release release;
     const auto fn = info_->run;
-    pool_->run(static_cast<size_t>(pool_->size()), [&](size_t task, int) {
-      const uint64_t n = count / pool_->size() + (task < count % pool_->size() ? 1 : 0);
-      for (uint64_t i = 0; i < n; ++i) fn();
-    });
+    const int n = threads();
+    pool_->run_supervised(
+        static_cast<size_t>(n),
+        [&](size_t task, int) {
+          const uint64_t k = count / n + (task < count % n ? 1 : 0);
+          for (uint64_t i = 0; i < k; ++i) fn();
+        },
+        [] {});
   }
 
   std::string name() const { return info_->name; }
-  int threads() const { return pool_->size(); }
+  /// Simulation threads (the pool has one more: the caller, which supervises).
+  int threads() const { return pool_->size() - 1; }
   uintptr_t entry() const { return reinterpret_cast<uintptr_t>(info_->run); }
 
  private:

@@ -37,6 +37,11 @@ class PyRecorder {
     return rec_->end_trace(result);
   }
   void fail(const std::string& message) { rec_->fail(message, ErrorCode::Simulator); }
+  /// Drops the trace in progress (interrupted part-way).
+  void discard() {
+    current_recorder() = nullptr;
+    rec_->discard_trace();
+  }
   /// Policy for controlled sites (inflated prior, IC proposals); kept across take().
   void set_policy(std::shared_ptr<Policy> p) {
     policy_ = std::move(p);
@@ -260,6 +265,7 @@ void register_recorder(py::module_& m) {
       .def_property_readonly("failed", &PyRecorder::failed)
       .def_property_readonly("error", &PyRecorder::error)
       .def("take", &PyRecorder::take)
+      .def("discard", &PyRecorder::discard, "Drops the trace in progress (interrupted part-way).")
       .def("fast", &fast_methods, "(begin, end, sample, observe) as fast builtins bound to this recorder");
 }
 

@@ -41,7 +41,12 @@ class NativeModel(BaseModel):
 
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                   required: bool, skip_errors: bool = False) -> TraceBatch:
-        return TraceBatch(self._native.run(seed, first, count, _core.Observations(observations, required)))
+        try:
+            return TraceBatch(self._native.run(seed, first, count, _core.Observations(observations, required)))
+        except BaseException as e:  # Ctrl-C: the traces finished so far come with it
+            if getattr(e, "partial", None) is not None:
+                e.partial = TraceBatch(e.partial)  # type: ignore[attr-defined]
+            raise
 
     def run_unrecorded(self, num_traces: int) -> None:
         """Runs the simulator with recording off (the floor recording is measured against)."""

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, streaming
 from ._progress import Progress, ess_summary, set_progress
 from .distributions import Distribution
 from .errors import ModelError, TraceError
@@ -153,7 +153,12 @@ class BaseModel:
     def prior_results(self, num_traces: int = 10, seed: Optional[int] = None,
                       observe: Optional[Dict[str, Any]] = None, progress: Optional[bool] = None,
                       **kwargs: Any) -> Empirical:
-        """Prior over the model's results."""
+        """Prior over the model's results.  ``stream=``, ``keep=``, ``summarize=``: a streamed
+        run with bounded memory (:mod:`ppfast.streaming`; automatic for very large runs)."""
+        retention = streaming.options(num_traces, kwargs)
+        if retention is not None:
+            return streaming.run(self, num_traces, retention, observe, seed, progress,  # type: ignore[return-value]
+                                 kwargs.get("on_error", "raise"), prior=True)
         batch = self.prior_batch(num_traces, seed=seed, observe=observe, progress=progress)
         return Empirical(batch.results, log_weights=np.zeros(len(batch)), name="Prior", batch=batch)
 
@@ -181,12 +186,18 @@ class BaseModel:
                           observe: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Empirical:
         """Posterior over the model's results (importance sampling by default).  With
         ``distributed=True`` under ``mpiexec`` every rank runs its share and rank 0 gets the
-        gathered Empirical (the others None): see :mod:`ppfast.distributed`."""
+        gathered Empirical (the others None): see :mod:`ppfast.distributed`.  ``stream=``,
+        ``keep=``, ``summarize=``: a streamed importance-sampling run with bounded memory
+        (:mod:`ppfast.streaming`; automatic for very large runs)."""
         if kwargs.pop("distributed", False):
             from . import distributed
 
             return distributed.posterior_results(  # type: ignore[return-value]  # None off rank 0
                 self, num_traces, inference_engine, observe=observe, **kwargs)
+        retention = streaming.options(num_traces, kwargs, inference_engine == InferenceEngine.IMPORTANCE_SAMPLING)
+        if retention is not None:
+            return streaming.run(self, num_traces, retention, observe, kwargs.get("seed"),  # type: ignore[return-value]
+                                 kwargs.get("progress"), kwargs.get("on_error", "raise"), prior=False)
         batch = self.posterior_batch(num_traces, inference_engine, observe=observe, **kwargs)
         return Empirical(batch.results, log_weights=batch.log_weights, name="Posterior", batch=batch)
 

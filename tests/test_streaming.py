@@ -1,0 +1,105 @@
+"""Streamed prior and importance sampling: the figures equal an in-memory run's for the
+same seed (trace i uses RNG stream i either way), whatever the chunking."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import ppfast
+import ppfast.examples
+from ppfast import streaming
+from ppfast.streaming import RunningSummary, StreamedEmpirical, StreamingNotice
+
+OBS = {"obs0": 8, "obs1": 9}
+# GUM: closed-form posterior of mu given obs0=8, obs1=9.
+POST_MEAN, POST_SD = 7.25, 0.9129
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    # Many small chunks, so the merging of chunk summaries is what is tested.
+    monkeypatch.setattr(streaming, "_FIRST_CHUNK", 1000)
+    monkeypatch.setattr(streaming, "_CHUNK_RECORDS", 7000)
+    ppfast.set_progress(False)
+
+
+@pytest.mark.parametrize("mode,n", [("embedded", 200_000), ("numba", 200_000), ("python", 20_000)])
+def test_streamed_posterior_equals_in_memory_run(mode, n):
+    model = ppfast.examples.load("gum", mode=mode)
+    full = model.posterior_results(n, observe=OBS, seed=11)
+    post = model.posterior_results(n, observe=OBS, seed=11, stream=True, keep=["mu"])
+    assert isinstance(post, StreamedEmpirical) and len(post) == n
+    # Same traces, different summation order: equal up to rounding.
+    assert post.mean == pytest.approx(full.mean, rel=1e-12)
+    assert post.stddev == pytest.approx(full.stddev, rel=1e-9)
+    assert post.effective_sample_size == pytest.approx(full.effective_sample_size, rel=1e-12)
+    assert post.min == full.min and post.max == full.max
+    # Kept values and weights are exactly the in-memory run's.
+    np.testing.assert_array_equal(post["mu"].values, full["mu"].values)
+    np.testing.assert_array_equal(post.log_weights, full.log_weights)
+    # The estimate itself: sd of the mean ~ POST_SD / sqrt(ESS) (ESS ~ n / 125 here), 5 sd.
+    assert abs(post.mean - POST_MEAN) < 5 * POST_SD / math.sqrt(post.effective_sample_size)
+
+
+def test_streamed_prior_summaries_equal_in_memory_run():
+    model = ppfast.examples.load("gum")
+    full = model.prior_results(100_000, seed=4)
+    prior = model.prior_results(100_000, seed=4, summarize="mu")
+    assert prior.mean == pytest.approx(full.mean, rel=1e-12)
+    assert prior["mu"].variance == pytest.approx(full.variance, rel=1e-9)
+    assert prior.effective_sample_size == pytest.approx(100_000, rel=1e-12)
+    with pytest.raises(KeyError, match="keep=\\['obs0'\\]"):
+        prior["obs0"]
+    with pytest.raises(AttributeError, match="keep="):
+        prior.log_weights
+
+
+def test_large_runs_stream_automatically_with_a_notice(monkeypatch):
+    monkeypatch.setattr(streaming, "AUTO_STREAM_TRACES", 5000)
+    model = ppfast.examples.load("gum")
+    with pytest.warns(StreamingNotice, match="streaming"):
+        post = model.posterior_results(6000, observe=OBS, seed=1)
+    assert isinstance(post, StreamedEmpirical)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(model.posterior_results(5000, observe=OBS, seed=1), ppfast.Empirical)
+        assert isinstance(model.posterior_results(6000, observe=OBS, seed=1, stream=False), ppfast.Empirical)
+
+
+def test_bad_streaming_options_are_refused():
+    model = ppfast.examples.load("gum")
+    with pytest.raises(ValueError, match="stream=False"):
+        model.posterior_results(10, observe=OBS, stream=False, keep=["mu"])
+    with pytest.raises(ValueError, match="importance sampling"):
+        model.posterior_results(10, ppfast.InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS, observe=OBS,
+                                stream=True)
+    with pytest.raises(TypeError, match="names"):
+        model.posterior_results(10, observe=OBS, keep=[1])
+    with pytest.raises(ValueError, match="stream must be"):
+        model.posterior_results(10, observe=OBS, stream="yes")
+
+
+def test_running_summary_rescales_when_the_largest_weight_grows():
+    rng = np.random.default_rng(0)
+    lw = np.concatenate([rng.normal(-800, 1, 500), rng.normal(0, 3, 500), [-np.inf] * 5])
+    v = rng.normal(size=len(lw))
+    v[-5:] = np.nan  # failed traces: weight 0, value NaN, no part in the statistics
+    s = RunningSummary("x")
+    for i in range(0, len(lw), 97):
+        s.add(lw[i:i + 97], v[i:i + 97])
+    e = ppfast.Empirical(v, log_weights=lw)
+    assert s.mean == pytest.approx(e.mean, rel=1e-12)
+    assert s.variance == pytest.approx(e.variance, rel=1e-10)
+    assert s.effective_sample_size == pytest.approx(e.effective_sample_size, rel=1e-12)
+    assert len(s) == len(lw)
+
+
+def test_all_weights_zero_raise():
+    s = RunningSummary("x")
+    s.add(np.full(3, -np.inf), np.full(3, np.nan))
+    with pytest.raises(ValueError, match="all weights are zero"):
+        s.mean

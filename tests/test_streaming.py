@@ -103,3 +103,18 @@ def test_all_weights_zero_raise():
     s.add(np.full(3, -np.inf), np.full(3, np.nan))
     with pytest.raises(ValueError, match="all weights are zero"):
         s.mean
+
+
+@pytest.mark.parametrize("name", ["gum", "branching"])
+def test_chunked_run_concatenates_to_the_one_call_batch(name, monkeypatch):
+    # A run in several chunks (and several worker parts per chunk) is concatenated into
+    # exactly the batch of one call: same records, traces and arenas.
+    model = ppfast.examples.load(name, threads=2)
+    whole = model.prior_batch(5000, seed=9)
+    monkeypatch.setattr(model, "chunk_size", 1500)
+    chunked = model.prior_batch(5000, seed=9)
+    for group in ("records", "traces", "arenas"):
+        a, b = getattr(whole, group), getattr(chunked, group)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{group}.{k}")

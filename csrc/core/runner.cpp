@@ -179,10 +179,10 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
   } else {
     pool.run(nchunks, run_chunk);
   }
-  size_t traces = 0, records = 0;
-  for (size_t c = 1; c < nchunks; ++c) traces += parts[c]->num_traces(), records += parts[c]->num_records();
-  if (traces) out.reserve(out.num_traces() + traces, out.num_records() + records);
-  for (size_t c = 1; c < nchunks; ++c) out.append(*parts[c]);
+  std::vector<const TraceBatch*> rest;
+  for (size_t c = 1; c < nchunks; ++c)
+    if (parts[c]) rest.push_back(parts[c].get());
+  if (!rest.empty()) out.append_all(rest);
 }
 
 }  // namespace ppfast

@@ -77,6 +77,23 @@ void TraceBatch::append(const TraceBatch& o) {
   extend(messages, o.messages);
 }
 
+void TraceBatch::append_all(const std::vector<const TraceBatch*>& parts) {
+  size_t traces = num_traces(), records = num_records(), values = value_arena.size(), params = param_arena.size(),
+         messages_n = messages.size();
+  for (const auto* p : parts) {
+    traces += p->num_traces();
+    records += p->num_records();
+    values += p->value_arena.size();
+    params += p->param_arena.size();
+    messages_n += p->messages.size();
+  }
+  reserve(traces, records);
+  value_arena.reserve(values);
+  param_arena.reserve(params);
+  messages.reserve(messages_n);
+  for (const auto* p : parts) append(*p);
+}
+
 std::shared_ptr<TraceBatch> BatchPool::acquire() {
   std::unique_ptr<TraceBatch> batch;
   {

@@ -47,6 +47,9 @@ struct TraceBatch {
   void reserve(size_t traces, size_t records);
   /// Appends all of `other` (trace numbers local to this batch are renumbered).
   void append(const TraceBatch& other);
+  /// Appends all of `parts` after reserving the exact total of every column, so each
+  /// byte is copied once (no growth reallocations, no pages touched twice).
+  void append_all(const std::vector<const TraceBatch*>& parts);
 };
 
 /// Recycles batches so steady-state runs allocate nothing: a batch handed out as a

@@ -62,11 +62,13 @@ void register_trace(py::module_& m) {
           "concat",
           [](const std::vector<PyTraceBatch*>& parts) {
             PyTraceBatch out{BatchPool::global().acquire()};
+            std::vector<const TraceBatch*> natives;
+            for (auto* p : parts) natives.push_back(p->batch.get());
             py::gil_scoped_release release;
-            for (auto* p : parts) out.batch->append(*p->batch);
+            out.batch->append_all(natives);
             return out;
           },
-          "Concatenates batches into a new one (one copy).");
+          "Concatenates batches into a new one (one copy, sized once).");
 
   m.def("intern", [](const std::string& s) { return AddressTable::global().intern(s); });
   m.def("address_name", [](uint32_t id) { return AddressTable::global().name(id); });

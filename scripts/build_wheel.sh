@@ -16,5 +16,5 @@ python3 -m pip wheel -q --disable-pip-version-check --no-build-isolation --no-de
 # most compatible policy that allows them.
 python3 -m auditwheel repair --plat auto -w "$out" "$raw"/ppfast-*.whl
 wheel=$(ls -t "$out"/ppfast-*manylinux*.whl | head -1)
-python3 -m auditwheel show "$wheel"
+python3 -m auditwheel show "$wheel" >&2  # the tag and the symbol versions behind it
 echo "$wheel"

@@ -100,6 +100,7 @@ class Recorder {
   std::vector<uint32_t> touched_;
   std::vector<double> scratch_;
   double cached_sd_ = 1.0, cached_log_sd_ = 0.0;  // log(stddev) of the last Normal draw
+  double cached_width_ = 1.0, cached_log_width_ = 0.0;  // -log(high - low) of the last Uniform draw
 };
 
 /// The recorder of the calling thread (nullptr outside a run).

@@ -31,7 +31,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "ppfast/ppfast.h"
@@ -268,22 +267,63 @@ const void* thread_stack_top() {
 
 // ------------------------------------------------------------------ the cache
 
-struct Entry {
-  std::vector<uintptr_t> pcs;
-  uint32_t id;
-  bool unwind;  // this frame-pointer tuple is unreliable: walk with the unwinder
-};
-
+// Return-address tuple -> address id: open addressing over a power-of-two table, the
+// tuples stored contiguously, so a hit is a hash, a probe or two and a short compare.
 struct Cache {
-  uint64_t generation = 0;
-  std::unordered_map<uint64_t, Entry> by_fp, by_unwind;
-};
-thread_local Cache* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t id = 0, begin = 0;  // the tuple is pcs[begin, begin + n)
+    uint8_t n = 0, used = 0, unwind = 0;  // unwind: this frame-pointer tuple is unreliable
+  };
+  std::vector<Slot> slots = std::vector<Slot>(256);
+  std::vector<uintptr_t> pcs;
+  size_t used = 0;
 
-Cache& cache() {
+  /// The slot holding `w`, or the free slot where it belongs.
+  Slot& find(const uintptr_t* tuple, uint32_t n, uint64_t hash) {
+    const size_t mask = slots.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      Slot& s = slots[i];
+      if (!s.used) return s;
+      if (s.hash == hash && s.n == n) {
+        uint32_t k = 0;
+        while (k < n && pcs[s.begin + k] == tuple[k]) ++k;
+        if (k == n) return s;
+      }
+    }
+  }
+  Slot& find(const Walk& w, uint64_t hash) { return find(w.pcs, w.n, hash); }
+
+  void insert(const Walk& w, uint64_t hash, uint32_t id, bool unwind) {
+    if (2 * (used + 1) > slots.size()) {  // keep the load under one half
+      std::vector<Slot> old(2 * slots.size());
+      old.swap(slots);
+      for (const Slot& s : old)
+        if (s.used) find(&pcs[s.begin], s.n, s.hash) = s;
+    }
+    Slot& s = find(w, hash);
+    s = Slot{hash, id, static_cast<uint32_t>(pcs.size()), static_cast<uint8_t>(w.n), 1, uint8_t(unwind)};
+    pcs.insert(pcs.end(), w.pcs, w.pcs + w.n);
+    ++used;
+  }
+
+  void clear() {
+    slots.assign(256, Slot{});
+    pcs.clear();
+    used = 0;
+  }
+};
+
+struct Caches {
+  uint64_t generation = 0;
+  Cache by_fp, by_unwind;
+};
+thread_local Caches* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+
+Caches& caches() {
   if (!t_cache) {
-    static thread_local std::unique_ptr<Cache> owner;  // frees it at thread exit
-    owner = std::make_unique<Cache>();
+    static thread_local std::unique_ptr<Caches> owner;  // frees it at thread exit
+    owner = std::make_unique<Caches>();
     t_cache = owner.get();
   }
   const uint64_t gen = detail::bind_generation();
@@ -301,10 +341,6 @@ uint64_t hash_pcs(const Walk& w) {
   return h;
 }
 
-bool same(const Entry& e, const Walk& w) {
-  return e.pcs.size() == w.n && std::equal(e.pcs.begin(), e.pcs.end(), w.pcs);
-}
-
 uint32_t intern_walk(const Walk& w) {
   std::string address, module;
   auto& sym = Symbolizer::instance();
@@ -320,10 +356,9 @@ uint32_t intern_walk(const Walk& w) {
 
 uint32_t lookup_unwind(Cache& c, const Walk& w) {
   const uint64_t h = hash_pcs(w);
-  auto it = c.by_unwind.find(h);
-  if (it != c.by_unwind.end() && same(it->second, w)) return it->second.id;
+  if (const Cache::Slot& s = c.find(w, h); s.used) return s.id;
   const uint32_t id = intern_walk(w);
-  if (it == c.by_unwind.end()) c.by_unwind.emplace(h, Entry{{w.pcs, w.pcs + w.n}, id, true});
+  c.insert(w, h, id, true);
   return id;
 }
 
@@ -338,29 +373,26 @@ uint32_t stack_address_id(const void* fp) {
   const int method = g_method.load(std::memory_order_relaxed);
   const void* entry = model_entry();
   const uintptr_t first_ret = static_cast<const uintptr_t*>(fp)[1];
-  Cache& c = cache();
+  Caches& c = caches();
   Walk w;
   if (method == PPFAST_STACK_UNWIND) {
     walk_unwinder(first_ret, skip, depth, entry, w);
-    return lookup_unwind(c, w);
+    return lookup_unwind(c.by_unwind, w);
   }
   walk_frame_pointers(fp, skip, depth, entry ? entry : thread_stack_top(), w);
   const uint64_t h = hash_pcs(w);
-  auto it = c.by_fp.find(h);
-  if (it != c.by_fp.end() && same(it->second, w)) {
-    if (!it->second.unwind) return it->second.id;
-  } else {
-    // A new tuple: trust the frame pointers only if the unwinder sees the same chain.
-    Walk u;
-    walk_unwinder(first_ret, skip, depth, entry, u);
-    const bool agree = u.n == w.n && std::equal(u.pcs, u.pcs + u.n, w.pcs);
-    const uint32_t id = lookup_unwind(c, u);
-    if (it == c.by_fp.end()) c.by_fp.emplace(h, Entry{{w.pcs, w.pcs + w.n}, id, !agree});
-    return id;
-  }
+  const Cache::Slot& s = c.by_fp.find(w, h);
+  if (s.used && !s.unwind) return s.id;
+  const bool known = s.used;  // (s may move when the table grows below)
   Walk u;
   walk_unwinder(first_ret, skip, depth, entry, u);
-  return lookup_unwind(c, u);
+  const uint32_t id = lookup_unwind(c.by_unwind, u);
+  if (!known) {
+    // A new tuple: trust the frame pointers only if the unwinder sees the same chain.
+    const bool agree = u.n == w.n && std::equal(u.pcs, u.pcs + u.n, w.pcs);
+    c.by_fp.insert(w, h, id, !agree);
+  }
+  return id;
 }
 
 }  // namespace detail

@@ -257,7 +257,7 @@ inline void factor(double log_prob) { ppfast_factor(log_prob); }
 /// (see ppfast_uniform).  Plug it in where existing code gets its random numbers.
 inline double uniform() {
   double x = ppfast_uniform();
-  detail::check();
+  if (x != x) detail::check();  // a failed trace answers NaN: only then ask why
   return x;
 }
 

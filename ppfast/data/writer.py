@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -17,6 +18,7 @@ from .format import FORMAT, MANIFEST, SCHEMA_VERSION, read_manifest, write_manif
 __all__ = ["DEFAULT_TRACES_PER_FILE", "save_dataset"]
 
 DEFAULT_TRACES_PER_FILE = 100_000
+_SHARD_FILE = re.compile(r"shard-\d{6,}-(records|traces|arenas)\.arrow")
 
 
 def _plan(num_traces: int, traces_per_file: int, size: int) -> List[List[Tuple[int, int, int]]]:
@@ -51,7 +53,9 @@ def _prepare(directory: Path, overwrite: bool) -> None:
             names = []
         (directory / MANIFEST).unlink()
         for name in names:
-            (directory / Path(name).name).unlink(missing_ok=True)
+            # Only files this writer names: a crafted manifest cannot make overwrite delete others.
+            if isinstance(name, str) and _SHARD_FILE.fullmatch(name):
+                (directory / name).unlink(missing_ok=True)
     if directory.exists() and not directory.is_dir():
         raise DatasetError(f"{directory} exists and is not a directory", file=str(directory))
     directory.mkdir(parents=True, exist_ok=True)

@@ -767,6 +767,30 @@ void test_extreme_parameters() {
   ppfast::stddev(wide.view(), &sd);
   CHECK(close(sd, 1e308 / std::sqrt(3.0), 1e-15),
         "Uniform(-1e308, 1e308) stddev %g", sd);
+  // Huge counts: the log-pmf at the mode from its closed form, where the log-Gamma
+  // differences would cancel (several nats off at 1e15 before).
+  const double big = 1e15;
+  const Owned pois = mk(DistKind::Poisson, {big});
+  const double pois_mode = -0.5 * std::log(2.0 * M_PI * big) - 1.0 / (12.0 * big);
+  CHECK(close(ppfast::log_prob(pois.view(), &big), pois_mode, 1e-12), "Poisson(1e15) log pmf at 1e15: %.17g, "
+        "expected %.17g", ppfast::log_prob(pois.view(), &big), pois_mode);
+  const double n = 0x1.0p52, half = 0x1.0p51;
+  const Owned binom = mk(DistKind::Binomial, {n, 0.5});
+  // log C(2m, m) 2^-2m = -log(pi m) / 2 - 1 / (8 m) + O(m^-3).
+  const double binom_mode = -0.5 * std::log(M_PI * half) - 1.0 / (8.0 * half);
+  CHECK(close(ppfast::log_prob(binom.view(), &half), binom_mode, 1e-12), "Binomial(2^52, 0.5) log pmf at 2^51: "
+        "%.17g, expected %.17g", ppfast::log_prob(binom.view(), &half), binom_mode);
+  // Moderate counts agree with the plain formula.
+  const Owned pois20 = mk(DistKind::Poisson, {20.0});
+  const double k = 23.0;
+  CHECK(close(ppfast::log_prob(pois20.view(), &k), 23.0 * std::log(20.0) - 20.0 - std::lgamma(24.0), 1e-13),
+        "Poisson(20) log pmf at 23: %.17g", ppfast::log_prob(pois20.view(), &k));
+  const Owned bin40 = mk(DistKind::Binomial, {40.0, 0.3});
+  const double j = 15.0;
+  const double bin_ref = std::lgamma(41.0) - std::lgamma(16.0) - std::lgamma(26.0) + 15.0 * std::log(0.3) +
+                         25.0 * std::log(0.7);
+  CHECK(close(ppfast::log_prob(bin40.view(), &j), bin_ref, 1e-13), "Binomial(40, 0.3) log pmf at 15: %.17g vs %.17g",
+        ppfast::log_prob(bin40.view(), &j), bin_ref);
   // Far truncated-normal tail: the log-density normalises (mass of [a, a + 1] under the
   // exponential-like tail, a = 1e300: density ~ a exp(-a (x - a)), i.e. log density log(a) at x = a).
   const Owned far = mk(DistKind::TruncatedNormal, {0.0, 1.0, 1e300, kInf});

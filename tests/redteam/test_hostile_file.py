@@ -187,3 +187,18 @@ def test_failed_write_leaves_no_tmp_files(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         GUM().save_dataset(tmp_path / "ds", 10, traces_per_file=5, seed=1)
     assert not list((tmp_path / "ds").glob("*.tmp"))
+
+
+def test_overwrite_deletes_only_shard_files(dataset, tmp_path):
+    """A crafted manifest naming other files must not make overwrite=True delete them."""
+    from ppfast.examples.python_models import GUM
+
+    keep = tmp_path / "copy" / "notes.txt"
+
+    def edit(m, out):
+        keep.write_text("mine")
+        m["shards"][0]["files"]["records"]["name"] = "notes.txt"
+
+    path = _copy_with(dataset, tmp_path, edit)
+    GUM().save_dataset(path, 10, traces_per_file=5, seed=1, overwrite=True)
+    assert keep.read_text() == "mine" and len(TraceDataset(path)) == 10

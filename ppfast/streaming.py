@@ -48,8 +48,15 @@ class RunningSummary:
     so the figures equal those of one pass over all the values up to summation error.
     Entries with weight 0 take no part (as in :class:`~ppfast.Empirical`)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, edges: Any = None):
         self.name = name
+        # Optional weighted histogram over fixed bin edges (bins closed on the left).
+        self.edges = None if edges is None else np.asarray(edges, dtype=np.float64)
+        if self.edges is not None and (self.edges.ndim != 1 or len(self.edges) < 2
+                                       or not np.all(np.diff(self.edges) > 0)):
+            raise ValueError(f"histogram edges of {name!r} must be increasing, at least two, got {edges!r}")
+        # Bin 0: below the first edge; the last bin: above the last edge (or NaN).
+        self._hist = None if self.edges is None else np.zeros(len(self.edges) + 1)
         self.count = 0          # entries seen, weight 0 included
         self._shift = -math.inf  # largest finite log-weight so far
         self._w = 0.0            # sum of exp(lw - shift)
@@ -73,6 +80,8 @@ class RunningSummary:
             self._w *= scale
             self._w2 *= scale * scale
             self._m2 *= scale
+            if self._hist is not None:
+                self._hist *= scale
             self._shift = top
         w = np.exp(lw - self._shift)
         cw = float(w.sum())
@@ -84,6 +93,9 @@ class RunningSummary:
         self._m2 += cm2 + delta * delta * self._w * cw / total
         self._w = total
         self._w2 += float(np.dot(w, w))
+        if self._hist is not None:
+            bins = np.searchsorted(self.edges, values, side="right")
+            self._hist += np.bincount(bins, weights=w, minlength=len(self._hist))
         self._min = min(self._min, float(values.min()))
         self._max = max(self._max, float(values.max()))
 
@@ -129,6 +141,27 @@ class RunningSummary:
         self._check()
         return self._max
 
+    @property
+    def histogram(self) -> "tuple[np.ndarray, np.ndarray]":
+        """(fraction of the total weight in each bin [edges[i], edges[i+1]), edges); the
+        weight outside the edges is in the total, in no bin."""
+        if self._hist is None:
+            raise AttributeError(f"{self.name}: no histogram: pass histograms={{{self.name!r}: edges}}")
+        self._check()
+        return self._hist[1:-1] / self._w, self.edges
+
+    def quantile(self, q: Any) -> Any:
+        """Weighted quantile(s) from the histogram, linear within a bin (accurate to a bin
+        width); ValueError for a quantile outside the edges."""
+        frac, edges = self.histogram
+        cdf = self._hist[0] / self._w + np.concatenate([[0.0], np.cumsum(frac)])
+        qs = np.asarray(q, dtype=np.float64)
+        if np.any((qs < cdf[0]) | (qs > cdf[-1]) | (qs > 1)):
+            raise ValueError(f"{self.name}: quantile {q} lies outside the histogram edges [{edges[0]}, {edges[-1]}] "
+                             f"(they hold quantiles {cdf[0]:.4g} to {cdf[-1]:.4g}): widen the edges")
+        out = np.interp(qs, cdf, edges)
+        return float(out) if out.ndim == 0 else out
+
     def __repr__(self) -> str:
         return f"RunningSummary(name={self.name!r}, length={self.count})"
 
@@ -139,10 +172,12 @@ class StreamedEmpirical(RunningSummary):
     ``post['name']`` is an :class:`~ppfast.Empirical` for a variable in ``keep=`` (all its
     values, with ``log_weights``) or a :class:`RunningSummary` for one in ``summarize=``."""
 
-    def __init__(self, name: str, keep: Sequence[str], summarize: Sequence[str]):
+    def __init__(self, name: str, keep: Sequence[str], summarize: Sequence[str],
+                 histograms: Optional[Dict[str, Any]] = None):
         super().__init__(name)
+        histograms = histograms or {}
         self.kept: Dict[str, Any] = {k: [] for k in keep}
-        self.summaries: Dict[str, RunningSummary] = {k: RunningSummary(k) for k in summarize}
+        self.summaries: Dict[str, RunningSummary] = {k: RunningSummary(k, histograms.get(k)) for k in summarize}
         self._lw: Any = [] if keep else None
         self.numeric = True
 
@@ -158,7 +193,8 @@ class StreamedEmpirical(RunningSummary):
         if key in self.summaries:
             return self.summaries[key]
         raise KeyError(f"{self.name}: variable {key!r} was not kept by this streamed run; pass keep=[{key!r}] "
-                       f"(values and weights) or summarize=[{key!r}] (running mean/variance/ESS)")
+                       f"(values and weights), summarize=[{key!r}] (running mean/variance/ESS) or "
+                       f"histograms={{{key!r}: edges}}")
 
     def _check(self) -> None:
         if not self.numeric:
@@ -201,12 +237,16 @@ def _names(arg: Any, what: str) -> List[str]:
     return names
 
 
-def options(num_traces: int, kwargs: Dict[str, Any], streamable: bool = True) -> Optional[Dict[str, List[str]]]:
-    """Pops ``stream``, ``keep`` and ``summarize`` from ``kwargs``; the retention to stream
-    with, or None for an in-memory run."""
+def options(num_traces: int, kwargs: Dict[str, Any], streamable: bool = True) -> Optional[Dict[str, Any]]:
+    """Pops ``stream``, ``keep``, ``summarize`` and ``histograms`` from ``kwargs``; the
+    retention to stream with, or None for an in-memory run."""
     stream = kwargs.pop("stream", None)
     keep = _names(kwargs.pop("keep", None), "keep")
+    histograms = kwargs.pop("histograms", None) or {}
+    if not isinstance(histograms, dict):
+        raise TypeError(f"histograms= takes {{name: bin edges}}, got {histograms!r}")
     summarize = _names(kwargs.pop("summarize", None), "summarize")
+    summarize += [k for k in _names(list(histograms), "histograms") if k not in summarize]
     if stream not in (None, True, False):
         raise ValueError(f"stream must be None (automatic), True or False, got {stream!r}")
     if stream is None:
@@ -220,12 +260,12 @@ def options(num_traces: int, kwargs: Dict[str, Any], streamable: bool = True) ->
         raise ValueError("stream=True works with importance sampling (the default engine) and prior sampling")
     if not stream:
         if keep or summarize:
-            raise ValueError("keep= and summarize= apply to streamed runs: drop stream=False")
+            raise ValueError("keep=, summarize= and histograms= apply to streamed runs: drop stream=False")
         return None
-    return {"keep": keep, "summarize": summarize + [k for k in keep if k not in summarize]}
+    return {"keep": keep, "summarize": summarize + [k for k in keep if k not in summarize], "histograms": histograms}
 
 
-def run(model: Any, num_traces: int, retention: Dict[str, List[str]], observe: Optional[Dict[str, Any]],
+def run(model: Any, num_traces: int, retention: Dict[str, Any], observe: Optional[Dict[str, Any]],
         seed: Optional[int], progress: Optional[bool], on_error: str, prior: bool) -> StreamedEmpirical:
     """Streams ``num_traces`` traces of ``model`` in chunks of about ``_CHUNK_RECORDS``
     records; trace ``i`` uses RNG stream ``i`` of ``seed``, as in an in-memory run, so the
@@ -238,7 +278,8 @@ def run(model: Any, num_traces: int, retention: Dict[str, List[str]], observe: O
     obs = observation_map(observe)
     required = not prior and bool(observe)
     skip = on_error == "skip"
-    out = StreamedEmpirical("Prior" if prior else "Posterior", retention["keep"], retention["summarize"])
+    out = StreamedEmpirical("Prior" if prior else "Posterior", retention["keep"], retention["summarize"],
+                            retention["histograms"])
     bar = Progress(num_traces, "Prior (streaming)" if prior else "Importance sampling (streaming)", progress)
     try:
         done, chunk = 0, min(_FIRST_CHUNK, model.chunk_size)

@@ -118,3 +118,21 @@ def test_chunked_run_concatenates_to_the_one_call_batch(name, monkeypatch):
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{group}.{k}")
+
+
+def test_streamed_histogram_quantiles_within_a_bin_of_the_exact_ones():
+    model = ppfast.examples.load("gum")
+    edges = np.linspace(0.0, 15.0, 301)  # bins of 0.05
+    full = model.posterior_results(100_000, observe=OBS, seed=2)
+    post = model.posterior_results(100_000, observe=OBS, seed=2, histograms={"mu": edges})
+    frac, got_edges = post["mu"].histogram
+    assert got_edges is post["mu"].edges and frac.sum() == pytest.approx(1.0, abs=1e-12)
+    qs = [0.1, 0.5, 0.9]
+    # The sample quantile lies in the same bin as the interpolated one.
+    np.testing.assert_allclose(post["mu"].quantile(qs), full["mu"].quantile(qs), atol=0.05)
+    with pytest.raises(ValueError, match="outside the histogram edges"):
+        model.posterior_results(1000, observe=OBS, seed=2, histograms={"mu": [7.0, 8.0]})["mu"].quantile(0.01)
+    with pytest.raises(ValueError, match="increasing"):
+        model.posterior_results(10, observe=OBS, histograms={"mu": [1.0, 1.0]})
+    with pytest.raises(AttributeError, match="no histogram"):
+        model.posterior_results(10, observe=OBS, summarize=["mu"])["mu"].histogram

@@ -504,3 +504,25 @@ def test_skip_waits_for_a_restarted_simulator(peers):
     finally:
         t.join()
     assert len(batch) == 10 and list(batch.failed) == [3] and restarted
+
+
+def test_ctrl_c_stops_a_ppx_run_and_keeps_finished_traces(scripted):
+    import _thread
+
+    def trace(send):  # a slow simulator: 20 ms per trace
+        request = M.decode(send(M.encode(M.Sample("mu", "mu", normal(0.0, 1.0)))))
+        time.sleep(0.02)
+        return M.encode(M.RunResult(request.result))
+
+    p = scripted(trace)
+    model = ppfast.RemoteModel(p.address, timeout=30)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt) as info:
+        model.prior_batch(200, seed=1)
+    timer.cancel()
+    partial = info.value.partial
+    assert 0 < len(partial) < 200 and len(partial.failed) == 0
+    np.testing.assert_array_equal(partial.traces["index"], np.arange(len(partial)))
+    np.testing.assert_array_equal(partial.results, partial.values_of("mu"))
+    assert len(model.prior_batch(3, seed=2).failed) == 0  # usable again

@@ -24,6 +24,18 @@ struct PyTraceBatch {
   std::shared_ptr<TraceBatch> batch;
 };
 
+/// Re-raises the Python exception a signal handler set (Ctrl-C: KeyboardInterrupt) with
+/// the traces finished before it as its `partial` attribute (a native batch).
+[[noreturn]] inline void raise_with_partial(PyTraceBatch finished) {
+  PyObject *type, *value, *trace;
+  PyErr_Fetch(&type, &value, &trace);
+  PyErr_NormalizeException(&type, &value, &trace);
+  py::object partial = py::cast(std::move(finished));
+  if (value) PyObject_SetAttrString(value, "partial", partial.ptr());
+  PyErr_Restore(type, value, trace);
+  throw py::error_already_set();
+}
+
 /// Observations from a Python dict {name id: float | array}.
 std::shared_ptr<Observations> make_observations(const py::dict& values, bool required);
 

@@ -67,15 +67,7 @@ class NativeModel {
       py::gil_scoped_release release;
       run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch, nullptr, &control);
     }
-    if (raised) {
-      PyObject *type, *value, *trace;
-      PyErr_Fetch(&type, &value, &trace);
-      PyErr_NormalizeException(&type, &value, &trace);
-      py::object partial = py::cast(std::move(out));
-      if (value) PyObject_SetAttrString(value, "partial", partial.ptr());
-      PyErr_Restore(type, value, trace);
-      throw py::error_already_set();
-    }
+    if (raised) raise_with_partial(std::move(out));
     return out;
   }
 

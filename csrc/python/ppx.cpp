@@ -1,8 +1,11 @@
 // PPX client for Python: ppfast.RemoteModel's engine.  Whole runs happen in C++ with the
 // GIL released; Python gets finished trace batches and typed errors.
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "python/bindings.hpp"
 #include "transport/ppx/client.hpp"
@@ -74,11 +77,44 @@ class PpxClient {
       };
     PyTraceBatch out{BatchPool::global().acquire()};
     std::optional<px::ClientError> error;
+    std::exception_ptr failure;
+    bool raised = false;
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);  // one run at a time on these sockets
-      error = client_.run(seed, first, count, obs.get(), *out.batch, factory, skip_errors);
+      // The run goes on another thread so that this one can watch for Ctrl-C.
+      std::mutex m;
+      std::condition_variable finished;
+      bool done = false;
+      std::thread runner([&] {
+        try {
+          error = client_.run(seed, first, count, obs.get(), *out.batch, factory, skip_errors);
+        } catch (const px::Stopped&) {
+        } catch (...) {
+          failure = std::current_exception();
+        }
+        std::lock_guard<std::mutex> l(m);
+        done = true;
+        finished.notify_all();
+      });
+      std::unique_lock<std::mutex> l(m);
+      while (!finished.wait_for(l, std::chrono::milliseconds(5), [&] { return done; })) {
+        if (raised) continue;
+        l.unlock();
+        {
+          py::gil_scoped_acquire gil;
+          if (PyErr_CheckSignals() != 0) {
+            raised = true;  // the handler's exception stays set until we are back
+            client_.stop();
+          }
+        }
+        l.lock();
+      }
+      l.unlock();
+      runner.join();
     }
+    if (raised) raise_with_partial(std::move(out));
+    if (failure) std::rethrow_exception(failure);
     if (!error) return py::make_tuple(out, py::none());
     return py::make_tuple(out, py::make_tuple(error_class(error->kind), message_text(error->what())));
   }

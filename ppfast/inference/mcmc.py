@@ -196,7 +196,7 @@ def _ppx_executor(model: Any, seed: int, observations: dict[int, np.ndarray]) ->
 
     def execute(index: int, policy: Any) -> tuple[Any, int, Any, BaseException | None]:
         # count 1: the first connection; a peer's error is raised (with the failed trace).
-        batch = checked_run(client.run(seed, index, 1, obs, [policy] * connections))._native
+        batch = checked_run(lambda: client.run(seed, index, 1, obs, [policy] * connections))._native
         messages = batch.messages
         return batch, (_code_from_message(messages[0]) if messages else _NONE), None, None
 

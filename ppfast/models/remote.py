@@ -64,10 +64,15 @@ def _addresses(address: Union[str, Sequence[str]]) -> List[str]:
     return items
 
 
-def checked_run(outcome: Any) -> TraceBatch:
-    """The batch of a ``PpxClient.run``, or its error raised with the traces finished
-    before it as ``err.partial``."""
-    native, error = outcome
+def checked_run(run: Any) -> TraceBatch:
+    """The batch of ``run()`` (a ``PpxClient.run``), or its error raised with the traces
+    finished before it as ``err.partial`` (Ctrl-C too)."""
+    try:
+        native, error = run()
+    except KeyboardInterrupt as e:
+        if getattr(e, "partial", None) is not None:
+            e.partial = TraceBatch(e.partial)  # type: ignore[attr-defined]
+        raise
     batch = TraceBatch(native)
     if error is None:
         return batch
@@ -168,15 +173,15 @@ class RemoteModel(BaseModel):
 
     def _simulate(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                   required: bool, skip_errors: bool = False) -> TraceBatch:
-        return checked_run(self._client.run(seed, first, count, _core.Observations(observations, required),
-                                            skip_errors=skip_errors))
+        return checked_run(lambda: self._client.run(seed, first, count, _core.Observations(observations, required),
+                                                    skip_errors=skip_errors))
 
     def _simulate_policies(self, seed: int, first: int, count: int, observations: Dict[int, np.ndarray],
                            required: bool, policies: Sequence[Any]) -> TraceBatch:
         """Like ``_simulate``, with one ``_core.Policy`` per connection deciding the values of
         controlled sites (MH replay, IC proposals); for inference engines."""
-        return checked_run(self._client.run(seed, first, count, _core.Observations(observations, required),
-                                            list(policies)))
+        return checked_run(lambda: self._client.run(seed, first, count, _core.Observations(observations, required),
+                                                    list(policies)))
 
     def close(self) -> None:
         """Closes the connections (a later run opens them again)."""

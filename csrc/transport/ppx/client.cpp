@@ -195,6 +195,10 @@ const MessageView& Connection::exchange(Bytes request, Body sent, const char* ex
         // checks below decide whether to go on waiting.
         if (e.num() != EINTR) throw;
       }
+      if (options_.stop && options_.stop->load()) {
+        close();  // the reply, if one comes, belongs to no one now: the next run reconnects
+        throw Stopped();
+      }
       if (peer_disconnected())
         fail(ClientErrorKind::kPeerGone, std::string("disconnected: expected ") + expected + " " + context(sent) +
                                              ", got no reply (did the simulator exit or crash? or did a message "
@@ -413,6 +417,9 @@ void Connection::run_trace(Recorder& r, uint64_t index) {
     r.fail(e.what(), ::ppfast::ErrorCode::Simulator);
     r.end_trace(std::nan(""));
     throw;
+  } catch (const Stopped&) {
+    r.discard_trace();  // stopped part-way: not a finished trace
+    throw;
   }
 }
 
@@ -421,6 +428,7 @@ void Connection::run_trace(Recorder& r, uint64_t index) {
 Client::Client(std::vector<std::string> addresses, ClientOptions options)
     : context_(1), pool_(static_cast<int>(std::max<size_t>(1, addresses.size()))) {
   if (addresses.empty()) throw std::invalid_argument("a PPX client needs at least one address");
+  options.stop = &stop_;
   for (auto& a : addresses) connections_.push_back(std::make_unique<Connection>(context_, std::move(a), options));
 }
 
@@ -474,6 +482,7 @@ std::optional<ClientError> Client::run(uint64_t seed, uint64_t first, uint64_t c
                                        const Observations* observations, TraceBatch& out,
                                        const PolicyFactory& policies, bool skip_errors) {
   if (count == 0) return std::nullopt;
+  stop_ = false;
   const size_t n = connections_.size();
   // Chunks small enough to balance peers of different speeds, each its own batch part
   // so that the merged batch keeps trace order.
@@ -516,6 +525,7 @@ std::optional<ClientError> Client::run(uint64_t seed, uint64_t first, uint64_t c
       bool gone = false;
       for (uint64_t i = w.begin; i < w.end && !error.stop && !gone; ++i) {
         try {
+          if (stop_) throw Stopped();
           connection.run_trace(r, i);  // a trace cut short is recorded as failed
         } catch (const ClientError& e) {
           if (!skip_errors) {

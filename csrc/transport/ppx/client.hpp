@@ -61,6 +61,14 @@ struct ClientOptions {
   /// Most Sample / Observe / Tag messages in one trace (0: no limit); past it the trace
   /// fails with a ProtocolError (a simulator in a runaway loop would exhaust memory).
   uint64_t max_trace_records = 10'000'000;
+  /// When it becomes true, a wait for a reply ends within one slice with Stopped (set by
+  /// the Client that owns the connection: Client::stop()).
+  const std::atomic<bool>* stop = nullptr;
+};
+
+/// Thrown out of Client::run when Client::stop() was called (Ctrl-C).
+struct Stopped : std::runtime_error {
+  Stopped() : std::runtime_error("PPX run stopped") {}
 };
 
 /// Address (and name) of the Tag record that holds a tensor-valued run result: its value
@@ -173,11 +181,15 @@ class Client {
   std::optional<ClientError> run(uint64_t seed, uint64_t first, uint64_t count, const Observations* observations,
                                  TraceBatch& out, const PolicyFactory& policies = nullptr, bool skip_errors = false);
   void close() noexcept;
+  /// Makes a run in progress on another thread end soon (Stopped thrown from run, the
+  /// finished traces in `out`); the flag clears when the next run starts.
+  void stop() { stop_ = true; }
 
   size_t size() const { return connections_.size(); }
   const Connection& connection(size_t i) const { return *connections_[i]; }
 
  private:
+  std::atomic<bool> stop_{false};
   zmq::context_t context_;
   std::vector<std::unique_ptr<Connection>> connections_;
   WorkerPool pool_;

@@ -145,11 +145,16 @@ def test_addresses_are_pythias_functions():
 
 
 ADDRESS_DUMP = """
-import hashlib, ppfast.examples
+import hashlib, ppfast, ppfast.examples
+from ppfast.models.remote import ExampleServer
 from ppfast.trace import address_name
-b = ppfast.examples.load({name!r}, mode={mode!r}).prior_batch(8, seed=3)
-print(hashlib.sha256(repr([address_name(int(a)) for a in b.records["address"]]).encode()).hexdigest())
-print(list(b.traces["trace_type"]))
+if {mode!r} == "ppx":
+    model = ppfast.RemoteModel(ExampleServer({name!r}, idle_timeout=60, quiet=True).address, timeout=60)
+else:
+    model = ppfast.examples.load({name!r}, mode={mode!r})
+b = model.prior_batch(8, seed=3)
+print("addresses", hashlib.sha256(repr([address_name(int(a)) for a in b.records["address"]]).encode()).hexdigest())
+print("types", list(b.traces["trace_type"]))
 """
 
 
@@ -157,7 +162,8 @@ def dump_addresses(name, mode):
     code = ADDRESS_DUMP.format(name=name, mode=mode)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    # (Pythia prints its warnings on stdout in this process.)
+    return [line for line in done.stdout.splitlines() if line.startswith(("addresses", "types"))]
 
 
 @pytest.mark.parametrize("name", ["pythia_z", "pythia_tau"])
@@ -165,6 +171,31 @@ def test_addresses_are_identical_in_separate_processes_and_modes(name):
     first = dump_addresses(name, "embedded")
     assert dump_addresses(name, "embedded") == first  # another process: other load addresses (ASLR)
     assert dump_addresses(name, "shm") == first  # another binary built from the same objects
+    assert dump_addresses(name, "ppx") == first  # a PPX server: the host draws, the same streams
+
+
+def test_rmh_chains_on_pythia_tau_are_identical_embedded_and_over_ppx():
+    from ppfast.models.remote import ExampleServer
+
+    embedded = ppfast.examples.load("pythia_tau")
+    truth = embedded.prior_batch(1, seed=42)
+    rec = truth.records
+    j = int(np.where(rec["kind"] == RecordKind.OBSERVE)[0][0])
+    off, n = int(rec["value_offset"][j]), int(rec["value_len"][j])
+    grid = np.array(truth.arenas["values"][off:off + n])
+    kw = dict(inference_engine=ppfast.InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS, observe={"calorimeter": grid},
+              seed=7, burn_in=0, num_chains=1)
+    server = ExampleServer("pythia_tau", idle_timeout=60, quiet=True)
+    try:
+        remote = ppfast.RemoteModel(server.address, timeout=60)
+        chains = [m.posterior(25, **kw).batch for m in (embedded, remote)]
+    finally:
+        server.close()
+    a, b = chains
+    assert a.mcmc.accepted[0] > 0
+    np.testing.assert_array_equal(a.values_of("momentum"), b.values_of("momentum"))
+    np.testing.assert_array_equal(a.traces["trace_type"], b.traces["trace_type"])
+    np.testing.assert_array_equal(a.records["value"], b.records["value"])
 
 
 def test_pythia_tau_observes_the_calorimeter():

@@ -12,6 +12,7 @@ broadcast element-wise.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "Weibull",
     "TruncatedNormal",
     "Mixture",
+    "Factor",
     "KIND_NAMES",
 ]
 
@@ -110,9 +112,12 @@ class Distribution:
     # -- standalone use ------------------------------------------------------------
     def sample(self, num_samples: Optional[int] = None, seed: Optional[int] = None) -> Any:
         """One draw (or ``num_samples`` draws as an array) from the C++ sampler."""
-        n = 1 if num_samples is None else int(num_samples)
+        from .runtime import check_count, next_seed
+
+        n = 1 if num_samples is None else check_count(num_samples, "num_samples", 1)
         try:
-            out = _core.dist_sample(self.kind, self._size, self.params_array(), n, seed)
+            # seed=None: the next seed of set_random_seed's generator, so draws are reproducible.
+            out = _core.dist_sample(self.kind, self._size, self.params_array(), n, next_seed(seed))
         except ValueError as e:
             raise DistributionError(f"{self.name}: {e}") from None
         if num_samples is None:
@@ -120,11 +125,50 @@ class Distribution:
         return out.reshape((n,) + self._shape) if self._shape else out.reshape(n)
 
     def log_prob(self, value: Any, sum: bool = False) -> Any:
+        """Log-density of ``value``.  Scalar distributions: a float (an array for an
+        array of values).  Tensor parameters are a batch, as in PyProb and torch: one
+        log-density per element, of the broadcast shape of value and parameters
+        (``sum=True`` adds them up).  A joint site (:meth:`to_event`) gives one
+        log-density per value of the event shape."""
         v = _to_numpy(value)
+        if self._shape and not self._event:
+            shape = np.broadcast_shapes(v.shape, self._shape)
+            flat = np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1)
+            lp = _core.dist_log_prob_elements(self.kind, self._size, self.params_array(), flat).reshape(shape)
+            return float(lp.sum()) if sum else lp
         lp = _core.dist_log_prob(self.kind, self._size, self.params_array(), v.reshape(-1))
         if lp.size == 1:
             return float(lp[0])
         return float(lp.sum()) if sum else lp
+
+    # -- batch and event shapes -------------------------------------------------------
+    _event = False
+
+    @property
+    def batch_shape(self) -> tuple:
+        """Shape of the batch of independent distributions (PyProb's batch_shape)."""
+        return () if self._event else self._shape
+
+    @property
+    def event_shape(self) -> tuple:
+        """Shape of one joint value: () for a batch, the parameters' shape after
+        :meth:`to_event`."""
+        return self._shape if self._event else ()
+
+    def to_event(self) -> "Distribution":
+        """The same distribution seen as one joint (event) site: ``log_prob`` gives one
+        density per whole value instead of one per element.  At a model site both
+        record the same thing (the value and its summed log-density); this only
+        changes what ``log_prob`` returns.
+
+        >>> Normal([0.0, 1.0], 1.0).log_prob([0.0, 1.0]).shape
+        (2,)
+        >>> round(Normal([0.0, 1.0], 1.0).to_event().log_prob([0.0, 1.0]), 4)
+        -1.8379
+        """
+        other = copy.copy(self)
+        other._event = True
+        return other
 
     def prob(self, value: Any) -> Any:
         return np.exp(self.log_prob(value))
@@ -151,11 +195,24 @@ class Distribution:
         if msg:
             raise DistributionError(msg)
 
-    def __repr__(self) -> str:
+    # -- parameters -------------------------------------------------------------------
+    # Constructor argument names, in the C++ parameter order (one table: repr and the
+    # parameter attributes read it).
+    param_names: tuple = ()
+
+    def _param(self, i: int) -> Any:
         if self._params is None:
-            n = _core_nparams(self.kind)
-            return f"{self.name}({', '.join(repr(p) for p in (self._a, self._b)[:n])})"
-        return f"{self.name}(params={self._params.tolist()}, shape={self._shape})"
+            return (self._a, self._b)[i]
+        part = self._params[i * self._size:(i + 1) * self._size]
+        return float(part[0]) if not self._shape else part.reshape(self._shape)
+
+    def __repr__(self) -> str:
+        """``Normal(mean=0.0, stddev=1.0)``: evaluates back to an equal distribution."""
+        def text(v: Any) -> str:
+            return repr(v.tolist() if isinstance(v, np.ndarray) else v)
+
+        body = ", ".join(f"{n}={text(getattr(self, n))}" for n in self.param_names)
+        return f"{self.name}({body})" + (".to_event()" if self._event else "")
 
 
 def _core_nparams(kind: int) -> int:
@@ -163,9 +220,17 @@ def _core_nparams(kind: int) -> int:
 
 
 class Normal(Distribution):
-    kind, name = 1, "Normal"
+    """Normal(mean, stddev); PyProb's names ``loc`` / ``scale`` work too."""
 
-    def __init__(self, mean: Any, stddev: Any):
+    kind, name, param_names = 1, "Normal", ("mean", "stddev")
+
+    def __init__(self, mean: Any = None, stddev: Any = None, *, loc: Any = None, scale: Any = None):
+        if loc is not None or scale is not None:
+            if mean is not None or stddev is not None:
+                raise TypeError("Normal: give mean/stddev or loc/scale, not both")
+            mean, stddev = loc, scale
+        if mean is None or stddev is None:
+            raise TypeError("Normal needs a mean (loc) and a stddev (scale)")
         if type(mean) in _FAST and type(stddev) in _FAST:
             self._a, self._b = mean, stddev
         else:
@@ -173,7 +238,7 @@ class Normal(Distribution):
 
 
 class Uniform(Distribution):
-    kind, name = 2, "Uniform"
+    kind, name, param_names = 2, "Uniform", ("low", "high")
 
     def __init__(self, low: Any = 0.0, high: Any = 1.0):
         if type(low) in _FAST and type(high) in _FAST:
@@ -192,28 +257,83 @@ def _probs_from(probs: Any, logits: Any, name: str) -> np.ndarray:
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x))
-    return e / e.sum()
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Categorical(Distribution):
-    """Categorical over {0, ..., len(probs) - 1}; draws are ints."""
+    """Categorical over {0, ..., k - 1}; draws are ints.  ``probs`` are normalized (as
+    in PyProb: ``Categorical([1, 1, 1])`` is uniform).  2-D ``probs`` (or more) are a
+    batch of categoricals over the last axis, with ``batch_shape = probs.shape[:-1]``
+    (standalone use; a model site takes one categorical)."""
 
-    kind, name, discrete = 3, "Categorical", True
+    kind, name, discrete, param_names = 3, "Categorical", True, ("probs",)
 
     def __init__(self, probs: Any = None, logits: Any = None):
-        p = _probs_from(probs, logits, "Categorical").reshape(-1)
-        self._params = np.ascontiguousarray(p, dtype=np.float64)
+        p = _probs_from(probs, logits, "Categorical")
+        if p.ndim == 0 or p.shape[-1] == 0:
+            raise DistributionError(f"Categorical: probs must be a non-empty vector, got shape {p.shape}")
+        if not np.all(np.isfinite(p)) or np.any(p < 0):
+            raise DistributionError(f"Categorical: probs must be finite and >= 0, got {p.tolist()}")
+        total = p.sum(axis=-1, keepdims=True)
+        if np.any(total <= 0):
+            raise DistributionError(f"Categorical: probs must not all be zero, got {p.tolist()}")
+        p = p / total
+        self._rows = np.ascontiguousarray(p.reshape(-1, p.shape[-1]))
         self._size = 1
-        self._shape = ()
+        self._shape = p.shape[:-1]
+        # One categorical: its probabilities are the C++ parameters; a batch has none.
+        self._params = self._rows[0] if not self._shape else np.ascontiguousarray(p.reshape(-1))
+        if self._shape:
+            self._size = self._rows.shape[0]
 
     @property
     def probs(self) -> np.ndarray:
-        return self._params
+        return self._rows.reshape(self._shape + (-1,)) if self._shape else self._rows[0]
+
+    @property
+    def logits(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.probs)
+
+    def _row(self, i: int) -> "Categorical":
+        return Categorical(self._rows[i])
+
+    def sample(self, num_samples: Optional[int] = None, seed: Optional[int] = None) -> Any:
+        if not self._shape:
+            return super().sample(num_samples, seed)
+        from .runtime import next_seed
+
+        rng = np.random.default_rng(next_seed(seed))
+        draws = [self._row(i).sample(num_samples, int(rng.integers(2**63))) for i in range(len(self._rows))]
+        out = np.stack([np.asarray(d) for d in draws], axis=-1)
+        return out.reshape(self._shape) if num_samples is None else out.reshape((-1,) + self._shape)
+
+    def log_prob(self, value: Any, sum: bool = False) -> Any:
+        if not self._shape:
+            return super().log_prob(value, sum)
+        v = np.broadcast_to(_to_numpy(value), np.broadcast_shapes(np.shape(_to_numpy(value)), self._shape))
+        cols = v.reshape(-1, len(self._rows))
+        lp = np.stack([np.asarray(self._row(i).log_prob(cols[:, i]), dtype=np.float64).reshape(-1)
+                       for i in range(len(self._rows))], axis=-1).reshape(v.shape)
+        return float(lp.sum()) if sum or self._event else lp
+
+    @property
+    def mean(self) -> Any:
+        k = self._rows.shape[1]
+        m = self._rows @ np.arange(k)
+        return float(m[0]) if not self._shape else m.reshape(self._shape)
+
+    @property
+    def stddev(self) -> Any:
+        k = np.arange(self._rows.shape[1])
+        var = self._rows @ (k * k) - (self._rows @ k) ** 2
+        sd = np.sqrt(np.maximum(var, 0.0))
+        return float(sd[0]) if not self._shape else sd.reshape(self._shape)
 
 
 class Poisson(Distribution):
-    kind, name, discrete = 4, "Poisson", True
+    kind, name, discrete, param_names = 4, "Poisson", True, ("rate",)
 
     def __init__(self, rate: Any):
         if type(rate) in _FAST:
@@ -223,7 +343,7 @@ class Poisson(Distribution):
 
 
 class Bernoulli(Distribution):
-    kind, name, discrete = 5, "Bernoulli", True
+    kind, name, discrete, param_names = 5, "Bernoulli", True, ("probs",)
 
     def __init__(self, probs: Any = None, logits: Any = None):
         if logits is None and type(probs) in _FAST:
@@ -233,7 +353,7 @@ class Bernoulli(Distribution):
 
 
 class Beta(Distribution):
-    kind, name = 6, "Beta"
+    kind, name, param_names = 6, "Beta", ("concentration1", "concentration0")
 
     def __init__(self, concentration1: Any, concentration0: Any):
         if type(concentration1) in _FAST and type(concentration0) in _FAST:
@@ -243,7 +363,7 @@ class Beta(Distribution):
 
 
 class Exponential(Distribution):
-    kind, name = 7, "Exponential"
+    kind, name, param_names = 7, "Exponential", ("rate",)
 
     def __init__(self, rate: Any):
         if type(rate) in _FAST:
@@ -253,7 +373,7 @@ class Exponential(Distribution):
 
 
 class Gamma(Distribution):
-    kind, name = 8, "Gamma"
+    kind, name, param_names = 8, "Gamma", ("concentration", "rate")
 
     def __init__(self, concentration: Any, rate: Any):
         if type(concentration) in _FAST and type(rate) in _FAST:
@@ -263,7 +383,7 @@ class Gamma(Distribution):
 
 
 class LogNormal(Distribution):
-    kind, name = 9, "LogNormal"
+    kind, name, param_names = 9, "LogNormal", ("loc", "scale")
 
     def __init__(self, loc: Any, scale: Any):
         if type(loc) in _FAST and type(scale) in _FAST:
@@ -273,14 +393,14 @@ class LogNormal(Distribution):
 
 
 class Binomial(Distribution):
-    kind, name, discrete = 10, "Binomial", True
+    kind, name, discrete, param_names = 10, "Binomial", True, ("total_count", "probs")
 
     def __init__(self, total_count: Any = 1, probs: Any = None, logits: Any = None):
         self._init(total_count, probs if logits is None and probs is not None else _probs_from(probs, logits, "Binomial"))
 
 
 class Weibull(Distribution):
-    kind, name = 11, "Weibull"
+    kind, name, param_names = 11, "Weibull", ("scale", "concentration")
 
     def __init__(self, scale: Any, concentration: Any):
         if type(scale) in _FAST and type(concentration) in _FAST:
@@ -292,9 +412,12 @@ class Weibull(Distribution):
 class TruncatedNormal(Distribution):
     """Normal(mean, stddev) restricted to [low, high] (PyProb's argument names)."""
 
-    kind, name = 12, "TruncatedNormal"
+    kind, name, param_names = 12, "TruncatedNormal", ("mean_non_truncated", "stddev_non_truncated", "low", "high")
 
-    def __init__(self, mean_non_truncated: Any, stddev_non_truncated: Any, low: Any, high: Any):
+    def __init__(self, mean_non_truncated: Any, stddev_non_truncated: Any, low: Any, high: Any,
+                 clamp_mean_between_low_high: bool = False):
+        if clamp_mean_between_low_high:  # PyProb's option: the mean moved into [low, high] first
+            mean_non_truncated = np.minimum(np.maximum(_to_numpy(mean_non_truncated), _to_numpy(low)), _to_numpy(high))
         arrays = np.broadcast_arrays(*[_to_numpy(p) for p in (mean_non_truncated, stddev_non_truncated, low, high)])
         shape = arrays[0].shape
         self._params = np.ascontiguousarray(np.concatenate([a.reshape(-1) for a in arrays]))
@@ -327,6 +450,52 @@ class Mixture(Distribution):
     def discrete(self) -> bool:  # type: ignore[override]
         return all(c.discrete for c in self.components)
 
+    @property
+    def probs(self) -> np.ndarray:
+        k = len(self.components)
+        return self._params[1:1 + k].copy()
+
+    def __repr__(self) -> str:
+        return f"Mixture(distributions=[{', '.join(repr(c) for c in self.components)}], probs={self.probs.tolist()})"
+
+
+class Factor(Distribution):
+    """PyProb's pseudo-distribution for ``observe(Factor(...))``: adds ``log_prob`` (or
+    ``log_prob_func(value)``, value being the observed one) to the trace's
+    log-likelihood.  It has no samples."""
+
+    kind, name = 0, "Factor"
+
+    def __init__(self, log_prob: Any = None, log_prob_func: Any = None):
+        if (log_prob is None) == (log_prob_func is None):
+            raise DistributionError("Factor: give exactly one of log_prob and log_prob_func")
+        self._log_prob, self._log_prob_func = log_prob, log_prob_func
+
+    def log_prob(self, value: Any = None, sum: bool = False) -> Any:
+        lp = self._log_prob if self._log_prob_func is None else self._log_prob_func(value)
+        if hasattr(lp, "detach"):
+            lp = lp.detach().cpu().numpy()
+        lp = np.asarray(lp, dtype=np.float64)
+        return float(lp.sum()) if sum or lp.ndim == 0 else lp
+
+    def sample(self, num_samples: Optional[int] = None, seed: Optional[int] = None) -> Any:
+        return None
+
+    def __repr__(self) -> str:
+        return "Factor()"
+
+
+def _parameter_property(i: int, name: str) -> property:
+    return property(lambda self: self._param(i), doc=f"The {name} parameter (shaped like the batch).")
+
+
+for _cls in (Normal, Uniform, Poisson, Bernoulli, Beta, Exponential, Gamma, LogNormal, Binomial, Weibull,
+             TruncatedNormal):
+    for _i, _n in enumerate(_cls.param_names):
+        if not hasattr(_cls, _n):
+            setattr(_cls, _n, _parameter_property(_i, _n))
+Normal.loc = Normal.mean  # type: ignore[attr-defined]  # PyProb's names
+Normal.scale = Normal.stddev  # type: ignore[attr-defined]
 
 KIND_NAMES = {cls.kind: cls.name for cls in (Normal, Uniform, Categorical, Poisson, Bernoulli, Beta, Exponential,
                                              Gamma, LogNormal, Binomial, Weibull, TruncatedNormal, Mixture)}

@@ -125,7 +125,8 @@ class Empirical:
 
     @property
     def stddev(self) -> Any:
-        return np.sqrt(self.variance) if np.ndim(self.variance) else float(np.sqrt(self.variance))
+        var = Empirical.variance.fget(self)  # type: ignore[attr-defined]  # numpy, whatever a subclass returns
+        return np.sqrt(var) if np.ndim(var) else float(np.sqrt(var))
 
     @property
     def effective_sample_size(self) -> float:
@@ -169,28 +170,169 @@ class Empirical:
             return self._values[idx]
         return [self._values[i] for i in idx]
 
+    def _range(self, min_index: Optional[int], max_index: Optional[int]) -> np.ndarray:
+        """Indices [min_index, max_index) (PyProb's bounds: inclusive, exclusive)."""
+        return np.arange(len(self))[slice(min_index, max_index)]
+
+    def _derived(self, values: Any, log_weights: Any = None) -> "Empirical":
+        """An Empirical of this class (so PyProb's namespace keeps its types)."""
+        return type(self)(values, log_weights=log_weights, name=self.name)
+
     def unweighted(self) -> "Empirical":
         """The same values with equal weights."""
-        return Empirical(self._values, log_weights=np.zeros(len(self)), name=self.name, batch=self.batch)
+        return type(self)(self._values, log_weights=np.zeros(len(self)), name=self.name, batch=self.batch)
 
-    def resample(self, num_samples: int, seed: Optional[int] = None) -> "Empirical":
-        """``num_samples`` values drawn by weight (multinomial), equally weighted."""
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(len(self), size=int(num_samples), p=self.weights)
-        return Empirical(self._take(idx), name=self.name)
+    def resample(self, num_samples: int, seed: Optional[int] = None, min_index: Optional[int] = None,
+                 max_index: Optional[int] = None) -> "Empirical":
+        """``num_samples`` values drawn by weight (multinomial) from [min_index, max_index),
+        equally weighted."""
+        from .runtime import check_count, next_seed
 
-    def sample(self, seed: Optional[int] = None) -> Any:
-        rng = np.random.default_rng(seed)
-        i = int(rng.choice(len(self), p=self.weights))
+        rng = np.random.default_rng(next_seed(seed))
+        part = self._range(min_index, max_index)
+        w = self._part_weights(part)
+        idx = part[rng.choice(len(part), size=check_count(num_samples, "num_samples"), p=w)]
+        return self._derived(self._take(idx))
+
+    def _part_weights(self, part: np.ndarray) -> np.ndarray:
+        if len(part) == len(self):
+            return self.weights
+        lw = self._log_weights[part]
+        if not len(part) or not np.isfinite(_logsumexp(lw)):
+            raise ValueError(f"{self.name}: no values with nonzero weight in the index range")
+        return np.exp(lw - _logsumexp(lw))
+
+    def sample(self, seed: Optional[int] = None, min_index: Optional[int] = None,
+               max_index: Optional[int] = None) -> Any:
+        """One value drawn by weight from [min_index, max_index) (default: all);
+        ``seed`` default: the next seed of ``set_random_seed``'s generator."""
+        from .runtime import next_seed
+
+        rng = np.random.default_rng(next_seed(seed))
+        part = self._range(min_index, max_index)
+        i = int(part[rng.choice(len(part), p=self._part_weights(part))])
         v = self._values[i]
         return float(v) if isinstance(v, np.floating) else v
 
     def map(self, func: Callable[[Any], Any]) -> "Empirical":
-        return Empirical([func(v) for v in self._values], log_weights=self._log_weights, name=self.name)
+        return self._derived([func(v) for v in self._values], self._log_weights)
 
     def filter(self, func: Callable[[Any], bool]) -> "Empirical":
         keep = np.array([bool(func(v)) for v in self._values], dtype=bool)
-        return Empirical(self._take(np.flatnonzero(keep)), log_weights=self._log_weights[keep], name=self.name)
+        return self._derived(self._take(np.flatnonzero(keep)), self._log_weights[keep])
+
+    # -- PyProb's other methods ----------------------------------------------------------
+    def copy(self) -> "Empirical":
+        """An independent copy (values copied when they are an array)."""
+        values = self._values.copy() if isinstance(self._values, np.ndarray) else list(self._values)
+        out = type(self)(values, log_weights=self._log_weights.copy(), name=self.name, batch=self.batch)
+        out.metadata = list(getattr(self, "metadata", []))
+        return out
+
+    def thin(self, num_samples: int, map_func: Optional[Callable[[Any], Any]] = None,
+             min_index: Optional[int] = None, max_index: Optional[int] = None) -> "Empirical":
+        """About ``num_samples`` values evenly spaced over [min_index, max_index), with
+        their weights (PyProb's step: floor(range / num_samples), at least 1)."""
+        from .runtime import check_count
+
+        part = self._range(min_index, max_index)
+        step = max(1, len(part) // max(1, check_count(num_samples, "num_samples")))
+        idx = part[::step]
+        values = self._take(idx)
+        if map_func is not None:
+            values = [map_func(v) for v in values]
+        return self._derived(values, self._log_weights[idx])
+
+    def expectation(self, func: Callable[[Any], Any]) -> Any:
+        """The weighted mean of ``func(value)`` over the values."""
+        w = self.weights
+        total: Any = 0.0
+        for i in np.flatnonzero(w):
+            total = total + w[i] * np.asarray(func(self._values[i]), dtype=np.float64)
+        return float(total) if np.ndim(total) == 0 else total
+
+    def _standardized_moment(self, k: int) -> Any:
+        v = self._numeric()
+        m = np.tensordot(self.weights, v, axes=(0, 0))
+        sd = np.sqrt(np.tensordot(self.weights, (v - m) ** 2, axes=(0, 0)))
+        out = np.tensordot(self.weights, ((v - m) / sd) ** k, axes=(0, 0))
+        return float(out) if np.ndim(out) == 0 else out
+
+    @property
+    def skewness(self) -> Any:
+        """Weighted third standardized moment."""
+        return self._standardized_moment(3)
+
+    @property
+    def kurtosis(self) -> Any:
+        """Weighted fourth standardized moment (not the excess: a Normal gives 3)."""
+        return self._standardized_moment(4)
+
+    @property
+    def weighted(self) -> bool:
+        lw = self._log_weights
+        return bool(len(lw)) and not np.all(lw == lw[0])
+
+    def values_numpy(self) -> np.ndarray:
+        return np.asarray(self._numeric())
+
+    def weights_numpy(self) -> np.ndarray:
+        return self.weights
+
+    def log_weights_numpy(self) -> np.ndarray:
+        return self._log_weights
+
+    def get_values(self) -> Any:
+        return self._values
+
+    def rename(self, name: str) -> "Empirical":
+        self.name = name
+        return self
+
+    def add_metadata(self, **entries: Any) -> None:
+        """Appends a record (PyProb's provenance list, kept in memory)."""
+        if not hasattr(self, "metadata"):
+            self.metadata: List[Any] = []
+        self.metadata.append(dict(entries))
+
+    def density_estimate(self, num_mixture_components: int = 1, iterations: int = 200, seed: Optional[int] = 0) -> Any:
+        """A Mixture of ``num_mixture_components`` Normals fitted to the weighted scalar
+        values by expectation-maximization."""
+        from .distributions import Mixture, Normal
+        from .runtime import check_count
+
+        k = check_count(num_mixture_components, "num_mixture_components", 1)
+        x = self._numeric().astype(np.float64).reshape(-1)
+        w = self.weights
+        rng = np.random.default_rng(seed)
+        means = x[rng.choice(len(x), size=k, p=w)]
+        spread = max(float(np.sqrt(np.sum(w * (x - np.sum(w * x)) ** 2))), 1e-12)
+        sds = np.full(k, spread)
+        mix = np.full(k, 1.0 / k)
+        for _ in range(check_count(iterations, "iterations", 1)):
+            z = (x[:, None] - means) / sds
+            log_r = np.log(mix) - 0.5 * z * z - np.log(sds)
+            log_r -= log_r.max(axis=1, keepdims=True)
+            r = np.exp(log_r)
+            r /= r.sum(axis=1, keepdims=True)
+            r *= w[:, None]
+            nk = np.maximum(r.sum(axis=0), 1e-300)
+            mix = nk / nk.sum()
+            means = (r * x[:, None]).sum(axis=0) / nk
+            sds = np.maximum(np.sqrt((r * (x[:, None] - means) ** 2).sum(axis=0) / nk), 1e-12 * spread)
+        return Mixture([Normal(float(m), float(s)) for m, s in zip(means, sds)], mix)
+
+    def plot_histogram(self, figsize: tuple = (10, 5), xlabel: Optional[str] = None, ylabel: str = "Frequency",
+                       bins: Any = 30, density: bool = True, file_name: Optional[str] = None, dpi: int = 100) -> Any:
+        """A weighted histogram of the scalar values (a matplotlib Figure, headless),
+        saved to ``file_name`` when given."""
+        from .diagnostics.plots import _figure, _finish
+
+        fig, ax = _figure(*figsize)
+        ax.hist(self._numeric().reshape(-1), weights=self.weights, bins=bins, density=density)
+        ax.set_xlabel(xlabel if xlabel is not None else self.name)
+        ax.set_ylabel(ylabel)
+        return _finish(fig, file_name, dpi)
 
     @staticmethod
     def combine(empiricals: Sequence["Empirical"], use_initial_weights: bool = True) -> "Empirical":
@@ -200,6 +342,7 @@ class Empirical:
         parts = list(empiricals)
         if not parts:
             return Empirical()
+        cls = type(parts[0])
         if all(isinstance(e._values, np.ndarray) for e in parts):
             values: Any = np.concatenate([e._values for e in parts])
         else:
@@ -208,7 +351,7 @@ class Empirical:
             lw = np.concatenate([e._log_weights for e in parts])
         else:
             lw = np.concatenate([np.log(e.weights) - np.log(len(parts)) for e in parts])
-        return Empirical(values, log_weights=lw, name=parts[0].name)
+        return cls(values, log_weights=lw, name=parts[0].name)
 
     # -- variables of traces ----------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -219,7 +362,10 @@ class Empirical:
             values = self.batch.values_of(key)
             if np.isnan(values).all():
                 raise KeyError(f"{self.name}: no variable named {key!r} in these traces")
-            return Empirical(values, log_weights=self._log_weights, name=key, batch=self.batch)
+            return type(self)(values, log_weights=self._log_weights, name=key, batch=self.batch)
+        if isinstance(key, slice):  # posterior[burn_in:] is an Empirical, as in PyProb
+            idx = np.arange(len(self))[key]
+            return self._derived(self._take(idx), self._log_weights[idx])
         return self._values[key]
 
     def variable(self, name: str) -> "Empirical":

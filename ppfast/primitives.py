@@ -83,6 +83,10 @@ class Handler:
     def tag(self, value: Any, address: int, name: int) -> None:
         return None
 
+    def observed(self, name: int) -> Any:
+        """The value of ``observe={name: ...}`` in this run, or None."""
+        return None
+
 
 def sample(distribution: Distribution, name: Optional[str] = None, address: Optional[str] = None,
            control: bool = True, replace: bool = False) -> Any:
@@ -116,14 +120,30 @@ def observe(distribution: Distribution, value: Any = None, name: Optional[str] =
     else:
         a = name_id(address)
     n = 0 if name is None else (_string_ids.get(name) or name_id(name))
+    if distribution.kind == 0:  # a Factor: its log-density of the observed value
+        given = handlers[-1].observed(n) if n else None
+        value = value if given is None else given
+        return handlers[-1].factor(float(np.sum(distribution.log_prob(value))))
     return handlers[-1].observe(distribution, value, a, n)
 
 
-def factor(log_prob: Any) -> None:
-    """Adds ``log_prob`` to the trace's log-likelihood."""
+def factor(log_prob: Any = None, log_prob_func: Any = None, name: Optional[str] = None,
+           address: Optional[str] = None) -> None:
+    """Adds ``log_prob`` to the trace's log-likelihood.  PyProb's form: with
+    ``log_prob_func``, the term is ``log_prob_func(value)`` where ``value`` is
+    ``observe={name: value}`` of the run (None when the run does not observe ``name``).
+    ``address`` is accepted for PyProb's signature (factors have no address here)."""
+    if (log_prob is None) == (log_prob_func is None):
+        raise TypeError("factor: give exactly one of log_prob and log_prob_func")
     handlers = handler_stack.get()
-    if handlers:
-        handlers[-1].factor(float(log_prob))
+    if not handlers:
+        return
+    if log_prob_func is not None:
+        value = handlers[-1].observed(name_id(name)) if name is not None else None
+        log_prob = log_prob_func(value)
+    if hasattr(log_prob, "detach"):
+        log_prob = log_prob.detach().cpu().numpy()
+    handlers[-1].factor(float(np.sum(log_prob)))
 
 
 def tag(value: Any, name: Optional[str] = None, address: Optional[str] = None) -> None:

@@ -306,9 +306,9 @@ def test_burn_in_thinning_and_chain_bookkeeping():
     assert [len(c) for c in diagnostics.chains(post)] == [4, 3, 3]
     assert info.acceptance_rates.shape == (3,)
     assert str(info).startswith("RMH: 3 chain(s), 51 steps") and "10 kept" in str(info)
-    # PyProb's name for thinning works too
+    # PyProb's thinning_steps: num_traces steps in all, every second state kept
     again = GUM().posterior_results(6, LMH, observe=GUM_OBS, seed=1, thinning_steps=2)
-    assert again.batch.mcmc.steps[0] == 12
+    assert len(again) == 3 and again.batch.mcmc.steps[0] == 6
 
 
 def test_initial_trace_starts_the_chain():
@@ -357,8 +357,10 @@ def test_invalid_arguments_raise_typed_errors():
         model.posterior_results(2, RMH, observe=GUM_OBS, num_chains=4)
     with pytest.raises(ValueError, match="on_error"):
         model.posterior_results(10, RMH, observe=GUM_OBS, on_error="ignore")
-    with pytest.raises(TypeError, match="likelihood_importance"):
-        model.posterior_results(10, RMH, observe=GUM_OBS, likelihood_importance=1.0)
+    with pytest.raises(NotImplementedError, match="likelihood_importance"):
+        model.posterior_results(10, RMH, observe=GUM_OBS, likelihood_importance=0.5)
+    with pytest.raises(TypeError, match="seeed"):
+        model.posterior_results(10, RMH, observe=GUM_OBS, seeed=1)
     with pytest.raises(ValueError, match="scale"):
         model.posterior_results(10, RMH, observe=GUM_OBS, scale=-1.0)
 

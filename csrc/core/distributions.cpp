@@ -919,7 +919,8 @@ void sample(const Dist& d, Rng& rng, double* out) {
         // high - low overflows for bounds beyond +-9e307: interpolate between halves.
         const double x = uniform_width_finite(p0[i], p1[i]) ? p0[i] + (p1[i] - p0[i]) * u
                                                             : 2.0 * (0.5 * p0[i] + (0.5 * p1[i] - 0.5 * p0[i]) * u);
-        out[i] = std::min(std::max(x, p0[i]), p1[i]);
+        // u < 1, but the result can round up to high, outside [low, high).
+        out[i] = x < p1[i] ? std::max(x, p0[i]) : std::nextafter(p1[i], p0[i]);
       }
       return;
     case DistKind::Categorical:
@@ -995,7 +996,8 @@ double log_prob(const Dist& d, const double* value) {
     case DistKind::Uniform:
       for (uint32_t i = 0; i < n; ++i) {
         const double x = value[i];
-        total += (x >= p0[i] && x <= p1[i]) ? -log_uniform_width(p0[i], p1[i]) : -kInf;
+        // Half-open [low, high), as in torch and PyProb: log_prob(high) is -inf.
+        total += (x >= p0[i] && x < p1[i]) ? -log_uniform_width(p0[i], p1[i]) : -kInf;
       }
       break;
     case DistKind::Categorical:

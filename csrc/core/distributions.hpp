@@ -47,7 +47,7 @@ bool dist_is_discrete(DistKind k);
 ///
 /// Parameter layout: `arrays` arrays of `size` doubles each, concatenated in this
 /// order (nparams = arrays * size):
-///   Normal: mean, stddev            Uniform: low, high (support [low, high])
+///   Normal: mean, stddev            Uniform: low, high (support [low, high))
 ///   Poisson: rate                   Bernoulli: probs
 ///   Beta: concentration1, concentration0
 ///   Exponential: rate               Gamma: concentration, rate

@@ -171,6 +171,15 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
     fail("stopped (interrupted)");
   }
   if (failed_) return out[0] = std::nan("");
+  // PyProb's observation style 2: a named sample whose name is in observe={...} is an
+  // observation of that value, and the model goes on with it.
+  if (name && observations_) {
+    if (const auto* given = observations_->find(name)) {
+      observe(d, address, name, given->data(), static_cast<uint32_t>(given->size()));
+      for (uint32_t i = 0; i < d.size; ++i) out[i] = i < given->size() ? (*given)[i] : std::nan("");
+      return out[0];
+    }
+  }
   if (!is_valid(d)) {
     fail("invalid distribution at sample " + site(address, name) + ": " + validate(d), ErrorCode::InvalidDistribution);
     for (uint32_t i = 0; i < d.size; ++i) out[i] = std::nan("");

@@ -65,6 +65,29 @@ void register_distributions(py::module_& m) {
     for (size_t i = 0; i < n; ++i) out.mutable_data()[i] = log_prob(d, values.data() + i * size);
     return out;
   });
+  m.def("dist_log_prob_elements", [](int kind, uint32_t size, const Array& params, const Array& values) {
+    // Per-element log-densities (PyProb's batch semantics) of an element-wise family:
+    // `values` holds n * size elements; the result has shape (n, size).
+    Dist d = view(kind, size, params);
+    check(d);
+    const int arrays = dist_num_param_arrays(d.kind);
+    if (arrays < 1 || arrays > 4 || d.kind == DistKind::Categorical)
+      throw py::value_error(std::string(dist_name(d.kind)) + " has no per-element log_prob");
+    const size_t n = values.size() / size;
+    if (n * size != size_t(values.size()))
+      throw py::value_error("value has " + std::to_string(values.size()) + " elements, expected a multiple of " +
+                            std::to_string(size));
+    Array out({n, size_t(size)});
+    double* o = out.mutable_data();
+    const double* v = values.data();
+    double p[4];
+    for (uint32_t i = 0; i < size; ++i) {
+      for (int j = 0; j < arrays; ++j) p[j] = params.data()[size_t(j) * size + i];
+      const Dist element{d.kind, 1, uint32_t(arrays), p};
+      for (size_t t = 0; t < n; ++t) o[t * size + i] = log_prob(element, v + t * size + i);
+    }
+    return out;
+  });
   m.def("dist_moments", [](int kind, uint32_t size, const Array& params) {
     Dist d = view(kind, size, params);
     check(d);

@@ -84,7 +84,8 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
             rec = _core.Recorder(seed, _core.Observations(observations, True))
             rec.set_policy(driver.policy(slot))
             start, n = ranges[slot]
-            results[slot] = run_python(model.forward, rec, _Record(rec, rec.fast()), start, n, skip_errors)
+            results[slot] = run_python(model.forward, rec, _Record(rec, rec.fast(), observations), start, n,
+                                       skip_errors)
         except BaseException as e:  # noqa: BLE001 -- handed to the calling thread
             errors[slot] = e
             driver.abort()  # the others finish on the prior; the run raises below

@@ -148,7 +148,7 @@ def _python_executor(model: Any, seed: int, observations: dict[int, np.ndarray])
     current: list[Any] = [None]
     fast = rec.fast()
     begin, end, take = fast[0], fast[1], rec.take
-    token = handler_stack.set(handler_stack.get() + (_Record(rec, fast),))
+    token = handler_stack.set(handler_stack.get() + (_Record(rec, fast, observations),))
     nan = math.nan
 
     def execute(index: int, policy: Any) -> tuple[Any, int, Any, BaseException | None]:
@@ -236,7 +236,8 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
 
     num_traces: states kept in total, split evenly over the chains; each chain runs
         ``burn_in + kept * thinning`` steps and keeps the state after every
-        ``thinning``-th step past the burn-in (``thinning_steps`` is PyProb's name).
+        ``thinning``-th step past the burn-in.  ``thinning_steps`` is PyProb's option:
+        ``num_traces`` steps in all, every ``thinning_steps``-th state kept.
     initial_trace: a Trace (or TraceBatch: its first trace) whose values start every
         chain (replayed under ``observe``); default: a prior execution with nonzero
         likelihood, found in at most ``max_init_attempts`` tries per chain.
@@ -251,9 +252,16 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
     from .._progress import Progress
     from ..model import Model, next_seed, observation_map
 
+    from ..runtime import check_count
+
+    num_traces = check_count(num_traces, "num_traces")
     if thinning_steps is not None:
-        thinning = thinning_steps
-    num_traces, num_chains, burn_in, thinning = int(num_traces), int(num_chains), int(burn_in), int(thinning)
+        # PyProb's meaning: num_traces steps, every thinning_steps-th state kept.
+        if thinning != 1:
+            raise ValueError("give thinning or thinning_steps, not both")
+        thinning = check_count(thinning_steps, "thinning_steps", 1)
+        num_traces = -(-num_traces // thinning)
+    num_chains, burn_in, thinning = int(num_chains), int(burn_in), int(thinning)
     if num_chains < 1:
         raise ValueError(f"num_chains must be >= 1, got {num_chains}")
     if num_traces < num_chains:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _core
 from ..model import BaseModel
+from ..runtime import check_threads
 from ..trace import TraceBatch
 
 __all__ = ["NativeModel"]
@@ -28,11 +29,14 @@ class NativeModel(BaseModel):
     chunk_size = 1 << 20
 
     def __init__(self, path: Union[str, Path], threads: Optional[int] = None, name: Optional[str] = None):
+        """``path``: the simulator library; ``threads``: worker threads, an int in
+        [1, 4096] (default: one per core); ``name``: default the library's model name."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"simulator library not found: {path}")
         self.path = path
-        self._native = _core.NativeModel(str(path), int(threads or os.cpu_count() or 1))
+        threads = check_threads(threads)
+        self._native = _core.NativeModel(str(path), threads or os.cpu_count() or 1)
         super().__init__(name or self._native.name)
 
     @property

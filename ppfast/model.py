@@ -311,6 +311,13 @@ class BaseModel:
                                          distributed, True, options,  # type: ignore[return-value]
                                          streamed=dict(stream=stream, keep=keep, summarize=summarize))
 
+    def condition(self, predicate: Any, max_tries: int = 10**6) -> "BaseModel":
+        """A model whose traces are this model's traces for which ``predicate(trace)`` is
+        true (rejection; see :class:`ppfast.conditional.ConditionalModel`)."""
+        from .conditional import ConditionalModel
+
+        return ConditionalModel(self, predicate, max_tries=max_tries)
+
     # -- inference compilation (ppfast.nn) ------------------------------------------------
     def learn_inference_network(self, num_traces: Optional[int] = None, *, new_network: bool = False,
                                 **options: Any) -> Any:

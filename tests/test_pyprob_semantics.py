@@ -260,3 +260,41 @@ def test_observed_shape_must_match_the_site():
 
     with pytest.raises(SupportError, match="shape"):
         Direct().prior_results(1, seed=0)
+
+
+def test_empirical_pyprob_methods(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=20000)
+    e = ppfast.Empirical(x)
+    assert e.skewness == pytest.approx(0.0, abs=5 * math.sqrt(6 / len(x)))
+    assert e.kurtosis == pytest.approx(3.0, abs=5 * math.sqrt(24 / len(x)))
+    assert e.expectation(lambda v: v * v) == pytest.approx(np.mean(x * x))
+    c = e.copy()
+    c.values[0] = 99.0
+    assert e.values[0] != 99.0
+    assert len(e.thin(100)) == 100 and e.thin(100).values[1] == x[200]
+    assert 0 <= e.sample(seed=1, min_index=5, max_index=6) - x[5] == 0
+    np.testing.assert_array_equal(e.values_numpy(), x)
+    fit = e.density_estimate()
+    assert fit.components[0].mean == pytest.approx(2.0, abs=0.1)
+    assert fit.components[0].stddev == pytest.approx(3.0, rel=0.05)
+    two = ppfast.Empirical(np.concatenate([rng.normal(-5, 1, 5000), rng.normal(5, 1, 5000)]))
+    means = sorted(d.mean for d in two.density_estimate(2).components)
+    assert means == pytest.approx([-5.0, 5.0], abs=0.1)
+    fig = e.plot_histogram(file_name=str(tmp_path / "h.png"))
+    assert fig is not None and (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_condition_keeps_traces_that_satisfy_the_predicate():
+    model = GUM().condition(lambda t: t.result > 3.0)
+    prior = model.prior_results(500, seed=1, progress=False)
+    assert len(prior) == 500 and np.all(prior.values > 3.0)
+    again = model.prior_results(500, seed=1, progress=False)
+    np.testing.assert_array_equal(prior.values, again.values)
+    # P(mu > 3) for mu ~ N(1, sqrt 5); accepted / tried estimates it
+    p = 0.5 * math.erfc((3.0 - 1.0) / math.sqrt(5) / math.sqrt(2))
+    assert model.acceptance_ratio == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / model.tried))
+    post = model.posterior_results(2000, observe=OBS, seed=2, progress=False)
+    assert np.all(post.values > 3.0)
+    with pytest.raises(ppfast.errors.ModelError, match="predicate"):
+        GUM().condition(lambda t: False, max_tries=2).prior_results(3, seed=0, progress=False)

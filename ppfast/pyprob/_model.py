@@ -164,6 +164,8 @@ def learn_options(num_traces_end: float = 1e9, inference_network: Any = None, pr
         out["dataset"] = TraceDataset(dataset_dir)
     if valid_size is not None:
         out["valid_size"] = valid_size
+    if valid_every is not None:
+        out["valid_every"] = valid_every
     if log_file_name is not None:
         out["log_file_name"] = log_file_name
     if save_file_name_prefix is not None:
@@ -172,8 +174,7 @@ def learn_options(num_traces_end: float = 1e9, inference_network: Any = None, pr
         out["backend"] = distributed_backend
     if _Device.device is not None:
         out["device"] = _Device.device
-    unsupported = {"dataset_valid_dir": dataset_valid_dir is not None, "valid_every": valid_every is not None,
-                   "momentum": momentum != 0.9, "save_every_sec": save_every_sec != 600,
+    unsupported = {"dataset_valid_dir": dataset_valid_dir is not None, "momentum": momentum != 0.9, "save_every_sec": save_every_sec != 600,
                    "distributed_params_sync_every_iter": distributed_params_sync_every_iter != 10000,
                    "distributed_num_buckets": distributed_num_buckets is not None}
     named = [k for k, given in unsupported.items() if given]
@@ -199,7 +200,24 @@ class Model(_PyProbMethods, _native.Model):
         return f"Model(name:{self.name})"
 
     def condition(self, criterion: Any, criterion_timeout: float = 1e6) -> Any:
-        raise NotImplementedError("Model.condition is not available yet in ppfast.pyprob")
+        """PyProb's ConditionalModel: traces for which ``criterion(trace)`` is true."""
+        return _Conditional(self, criterion, max_tries=int(criterion_timeout))
+
+    def filter(self, criterion: Any, criterion_timeout: float = 1e6) -> Any:
+        return self.condition(criterion, criterion_timeout)
+
+
+def _conditional_class() -> type:
+    from ..conditional import ConditionalModel
+
+    class Conditional(_PyProbMethods, ConditionalModel):
+        """PyProb's ConditionalModel with PyProb's method signatures."""
+
+    return Conditional
+
+
+def _Conditional(base: Any, criterion: Any, max_tries: int) -> Any:
+    return _conditional_class()(base, criterion, max_tries=max_tries)
 
 
 class RemoteModel(_PyProbMethods, _NativeRemote):

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
+__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
 class ErrorCode:
     """
     Members:
@@ -323,6 +323,8 @@ def address_names(from_id: typing.SupportsInt | typing.SupportsIndex = 0) -> lis
 def api_table() -> int:
     ...
 def dist_log_prob(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def dist_log_prob_elements(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
     ...
 def dist_moments(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...

@@ -179,8 +179,8 @@ class BaseModel:
         """Prior over traces (values are Trace views; ``prior['name']`` extracts a variable).
 
         PyProb's options: ``prior_inflation`` (see :meth:`prior_batch`), ``map_func``
-        (values become ``map_func(trace)``), ``file_name`` (the Empirical is also saved
-        there, see :meth:`Empirical.save`), ``likelihood_importance`` (prior traces are
+        (values become ``map_func(trace)``), ``file_name`` (the values are also appended
+        to this folder of Arrow segments, see :mod:`ppfast.empirical_file`), ``likelihood_importance`` (prior traces are
         equally weighted, so it changes nothing here).  Others as in :meth:`prior_batch`."""
         return self._prior_empirical(num_traces, prior_inflation, map_func, file_name, likelihood_importance,
                                      seed, observe, progress, results=False)
@@ -278,7 +278,8 @@ class BaseModel:
         """Posterior over traces (``posterior['mu']`` gives one variable).
 
         PyProb's options: ``map_func`` (values become ``map_func(trace)``), ``file_name``
-        (the Empirical is also saved there), ``likelihood_importance`` (observations'
+        (the values are also appended to this folder of Arrow segments: a later run
+        appends more, ``ppfast.empirical_file.read_empirical`` reads them all), ``likelihood_importance`` (observations'
         log-likelihoods are multiplied by it; importance sampling engines).
         ``distributed=True`` under ``mpiexec``: every rank runs its share and rank 0 gets
         the gathered Empirical (the others None), see :mod:`ppfast.distributed`.  The
@@ -386,8 +387,10 @@ def _empirical(batch: TraceBatch, log_weights: np.ndarray, name: str, map_func: 
     else:
         values = batch.results if results else TraceList(batch)
     emp = Empirical(values, log_weights=log_weights, name=name, batch=batch)
-    if file_name is not None:
-        emp.save(file_name)
+    if file_name is not None:  # appended as a new segment: runs can be resumed into one folder
+        from .empirical_file import append_empirical
+
+        append_empirical(file_name, emp.values, emp.log_weights)
     return emp
 
 

@@ -252,10 +252,10 @@ class Empirical:
         return float(total) if np.ndim(total) == 0 else total
 
     def _standardized_moment(self, k: int) -> Any:
-        v = self._numeric()
-        m = np.tensordot(self.weights, v, axes=(0, 0))
-        sd = np.sqrt(np.tensordot(self.weights, (v - m) ** 2, axes=(0, 0)))
-        out = np.tensordot(self.weights, ((v - m) / sd) ** k, axes=(0, 0))
+        v, w = self._weighted()
+        m = np.tensordot(w, v, axes=(0, 0))
+        sd = np.sqrt(np.tensordot(w, (v - m) ** 2, axes=(0, 0)))
+        out = np.tensordot(w, ((v - m) / sd) ** k, axes=(0, 0))
         return float(out) if np.ndim(out) == 0 else out
 
     @property
@@ -302,8 +302,8 @@ class Empirical:
         from .runtime import check_count
 
         k = check_count(num_mixture_components, "num_mixture_components", 1)
-        x = self._numeric().astype(np.float64).reshape(-1)
-        w = self.weights
+        x, w = self._weighted()
+        x = x.astype(np.float64).reshape(-1)
         rng = np.random.default_rng(seed)
         means = x[rng.choice(len(x), size=k, p=w)]
         spread = max(float(np.sqrt(np.sum(w * (x - np.sum(w * x)) ** 2))), 1e-12)
@@ -329,7 +329,8 @@ class Empirical:
         from .diagnostics.plots import _figure, _finish
 
         fig, ax = _figure(*figsize)
-        ax.hist(self._numeric().reshape(-1), weights=self.weights, bins=bins, density=density)
+        v, w = self._weighted()
+        ax.hist(v.reshape(-1), weights=w, bins=bins, density=density)
         ax.set_xlabel(xlabel if xlabel is not None else self.name)
         ax.set_ylabel(ylabel)
         return _finish(fig, file_name, dpi)

@@ -122,9 +122,25 @@ def test_empirical_pyprob_constructors():
     assert float(e.mean) == pytest.approx(1.75)
     both = ppd.Empirical(concat_empiricals=[e, ppd.Empirical([4.0])])
     assert len(both) == 3 and float(both.mean) == pytest.approx((1 + 6 + 4) / 5)
-    with pytest.raises(NotImplementedError, match="file_name"):
-        ppd.Empirical(file_name="x.db")
     assert -1 <= float(e.sample(min_index=0, max_index=1)) <= 1.0
+
+
+def test_file_backed_empirical_grows_and_concatenates(tmp_path):
+    first = ppd.Empirical(file_name=str(tmp_path / "a"))
+    first.add(1.0, 0.0)
+    first.add(3.0, 0.0)
+    first.finalize()
+    reopened = ppd.Empirical(file_name=str(tmp_path / "a"))
+    assert len(reopened) == 2 and float(reopened.mean) == pytest.approx(2.0)
+    reopened.add(torch.tensor(5.0), math.log(2.0))
+    reopened.finalize()
+    assert len(ppd.Empirical(file_name=str(tmp_path / "a"))) == 3
+    vectors = ppd.Empirical(file_name=str(tmp_path / "b"))
+    vectors.add(np.array([1.0, 2.0]))
+    vectors.finalize()
+    assert tuple(ppd.Empirical(file_name=str(tmp_path / "b")).mean.shape) == (2,)
+    both = ppd.Empirical(concat_empirical_file_names=[str(tmp_path / "a"), str(tmp_path / "a")])
+    assert len(both) == 6 and float(both.mean) == pytest.approx((1 + 3 + 10) / 4)
 
 
 def test_factor_with_log_prob_func_and_name():

@@ -93,8 +93,17 @@ def test_map_func_and_file_name(tmp_path):
     post = GUM().posterior(50, observe=OBS, seed=3, progress=False, map_func=lambda t: 2 * t.result,
                            file_name=str(tmp_path / "post"))
     np.testing.assert_allclose(post.values, 2 * post.batch.results)
-    again = ppfast.Empirical.load(str(tmp_path / "post"))
+    from ppfast.empirical_file import read_empirical
+
+    again = read_empirical(tmp_path / "post")
     np.testing.assert_allclose(again.values, post.values)
+    np.testing.assert_allclose(again.log_weights, post.log_weights)
+    # resumed: a second run appends to the same folder
+    more = GUM().posterior_results(30, observe=OBS, seed=4, progress=False, file_name=str(tmp_path / "post"))
+    both = read_empirical(tmp_path / "post")
+    np.testing.assert_allclose(both.values, np.concatenate([post.values, more.values]))
+    with pytest.raises(TypeError, match="map_func"):
+        GUM().posterior(5, observe=OBS, seed=3, progress=False, file_name=str(tmp_path / "traces"))
     prior = GUM().prior_results(10, seed=1, map_func=lambda t: -1.0)
     assert np.all(prior.values == -1.0)
 
@@ -157,8 +166,10 @@ def test_uniform_support_is_half_open():
         def forward(self):
             ppfast.observe(Uniform(0.0, 1.0), name="u")
 
-    with pytest.raises(SupportError):
-        AtHigh().posterior_results(2, observe={"u": 1.0}, seed=0)
+    # possible under other parameters, impossible under these: weight zero
+    post = AtHigh().posterior_results(2, observe={"u": 1.0}, seed=0, progress=False)
+    assert np.all(post.log_weights == -math.inf)
+    assert Uniform(0.0, 1.0).sample(100000, seed=1).max() < 1.0
 
 
 def test_batched_normal_log_prob_is_per_element_like_torch():
@@ -298,3 +309,23 @@ def test_condition_keeps_traces_that_satisfy_the_predicate():
     assert np.all(post.values > 3.0)
     with pytest.raises(ppfast.errors.ModelError, match="predicate"):
         GUM().condition(lambda t: False, max_tries=2).prior_results(3, seed=0, progress=False)
+
+
+def test_dataset_save_sorted_reshards_by_trace_type(tmp_path):
+    from ppfast.data import TraceDataset
+
+    class Branch(ppfast.Model):
+        def forward(self):
+            if ppfast.sample(Uniform(0.0, 1.0), name="u") < 0.3:
+                ppfast.sample(Normal(0.0, 1.0), name="x")
+            return 0.0
+
+    ds = TraceDataset(Branch().save_dataset(tmp_path / "ds", 200, traces_per_file=50, seed=1, progress=False))
+    out = TraceDataset(ds.save_sorted(tmp_path / "sorted", traces_per_file=64))
+    types = out.trace_types()
+    assert len(out) == 200 and out.num_shards == 4 and len(ds.trace_type_counts()) == 2
+    assert np.all(types[:-1] <= types[1:])
+    assert out.trace_type_counts() == ds.trace_type_counts()
+    assert sorted(out.to_batch().traces["index"].tolist()) == list(range(200))
+    with pytest.raises(ValueError, match="another directory"):
+        ds.save_sorted(tmp_path / "ds")

@@ -270,6 +270,41 @@ class TraceDataset:
         perm = np.random.default_rng(seed).permutation(len(types))
         return perm[np.argsort(types[perm], kind="stable")]
 
+    def save_sorted(self, dataset_dir: Union[str, Path], traces_per_file: Optional[int] = None,
+                    overwrite: bool = False) -> Path:
+        """Writes a copy of this dataset re-sharded in trace-type order (PyProb's
+        ``OfflineDataset.save_sorted``): the traces of one type are contiguous, so shards
+        and minibatches of consecutive traces share one structure.  Returns the new
+        directory; its manifest records ``sorted_by: trace_type`` and the source."""
+        import datetime
+
+        from .columns import address_table
+        from .format import write_manifest, write_shard
+        from .writer import _prepare
+
+        per = int(traces_per_file or self.manifest.get("traces_per_file") or max(1, len(self)))
+        if per < 1:
+            raise ValueError(f"traces_per_file must be >= 1, got {traces_per_file}")
+        directory = Path(dataset_dir)
+        if directory.resolve() == self.path.resolve():
+            raise ValueError(f"save_sorted: write to another directory than the source {self.path}")
+        _prepare(directory, overwrite)
+        directory.mkdir(parents=True, exist_ok=True)
+        order = self.sorted_indices()
+        shards = []
+        for k, start in enumerate(range(0, len(order), per)):
+            batch = self.select(order[start:start + per])  # in this process's address ids
+            files = write_shard(directory, k, batch)
+            shards.append({"index": k, "first": start, "count": len(batch), "num_records": batch.num_records,
+                           "failed": len(batch.failed), "rank": 0, "files": files, "address_table": 0})
+        manifest = dict(self.manifest)
+        manifest.update(traces_per_file=per, num_shards=len(shards), world_size=1, shards=shards,
+                        address_tables=[address_table()], num_records=sum(s["num_records"] for s in shards),
+                        sorted_by="trace_type", source=str(self.path),
+                        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        write_manifest(directory, manifest)
+        return directory
+
     # -- minibatches -------------------------------------------------------------------
     def minibatch_indices(self, batch_size: int, shuffle: bool = False, seed: Optional[int] = None,
                           group_by_trace_type: bool = False, drop_last: bool = False) -> List[np.ndarray]:

@@ -21,15 +21,18 @@ class Empirical(_posterior.Empirical):
                  file_name: Optional[str] = None, file_read_only: bool = False, file_sync_timeout: int = 25,
                  file_writeback: bool = False, concat_empiricals: Any = None,
                  concat_empirical_file_names: Any = None, name: str = "Empirical", batch: Any = None):
-        """PyProb's constructor.  ``concat_empiricals`` (a list of Empiricals, log-weights
-        kept) and ``concat_empirical_file_names`` (files written by ``save``) concatenate;
-        values can also be added one by one with ``add`` and ``finalize``."""
-        if file_name is not None or file_read_only or file_writeback:
-            raise NotImplementedError("Empirical(file_name=...): PyProb's shelve-backed Empirical; use "
-                                      "Empirical.save / Empirical.load")
-        del file_sync_timeout  # a shelve setting of PyProb's, meaningless without one
+        """PyProb's constructor.  ``file_name``: a folder of Arrow segments
+        (:mod:`ppfast.empirical_file`) read at once, to which ``add`` + ``finalize`` append
+        (not with ``file_read_only``); ``concat_empiricals`` (Empiricals, log-weights kept)
+        and ``concat_empirical_file_names`` (such folders) concatenate."""
+        from ..empirical_file import read_empirical
+
+        del file_sync_timeout, file_writeback  # settings of PyProb's shelve files; segments are atomic
+        self._file = None if file_read_only else file_name
+        if file_name is not None:  # a folder of Arrow segments: what is there, plus what is added
+            concat_empirical_file_names = [file_name]
         if concat_empirical_file_names is not None:
-            concat_empiricals = [type(self).load(f) for f in concat_empirical_file_names]
+            concat_empiricals = [read_empirical(f) for f in concat_empirical_file_names]
         if concat_empiricals is not None:
             both = _posterior.Empirical.combine(list(concat_empiricals))
             values, log_weights, weights = both.values, both.log_weights, None
@@ -47,8 +50,13 @@ class Empirical(_posterior.Empirical):
             self.add(v, None if log_weights is None else log_weights[i], None if weights is None else weights[i])
 
     def finalize(self) -> None:
+        """Makes added values part of the Empirical (and appends them to its file)."""
         if not self._pending:
             return
+        if self._file is not None:
+            from ..empirical_file import append_empirical
+
+            append_empirical(self._file, [v for v, _ in self._pending], [w for _, w in self._pending])
         old = list(self._values.tolist() if isinstance(self._values, np.ndarray) else self._values)
         values = old + [v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v
                         for v, _ in self._pending]
@@ -60,7 +68,7 @@ class Empirical(_posterior.Empirical):
     def wrap(cls, native: _posterior.Empirical) -> "Empirical":
         out = cls.__new__(cls)
         out.__dict__.update(native.__dict__)
-        out._pending = []
+        out._pending, out._file = [], None
         return out
 
     @property

@@ -92,6 +92,10 @@ class Recorder:
         ...
     def begin(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def discard(self) -> None:
+        """
+        Drops the trace in progress (interrupted part-way).
+        """
     def end(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> bool:
         ...
     def factor(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -145,7 +149,7 @@ class PpxClient:
     """
     PPX engine side: REQ connections to PPX simulators.
     """
-    def __init__(self, addresses: collections.abc.Sequence[str], timeout_ms: typing.SupportsInt | typing.SupportsIndex, system_name: str = '', spin_us: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    def __init__(self, addresses: collections.abc.Sequence[str], timeout_ms: typing.SupportsInt | typing.SupportsIndex, system_name: str = '', spin_us: typing.SupportsInt | typing.SupportsIndex = 0, max_message_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456, max_trace_records: typing.SupportsInt | typing.SupportsIndex = 10000000) -> None:
         ...
     def __len__(self) -> int:
         ...
@@ -155,9 +159,9 @@ class PpxClient:
         """
         Handshakes with every peer not yet connected.
         """
-    def run(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: Observations, policies: collections.abc.Sequence[Policy] = []) -> TraceBatch:
+    def run(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: Observations, policies: collections.abc.Sequence[Policy] = [], skip_errors: bool = False) -> tuple[typing.Any, ...]:
         """
-        Traces [first, first + count): trace i uses RNG stream i of seed.
+        Traces [first, first + count): trace i uses RNG stream i of seed. Returns (batch, error): error is None or (class name in ppfast.errors, message), the batch then holding the traces finished.
         """
     @property
     def peers(self) -> list[typing.Any]:

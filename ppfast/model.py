@@ -189,13 +189,13 @@ class BaseModel:
                       file_name: Optional[str] = None, likelihood_importance: float = 1.0,
                       seed: Optional[int] = None, observe: Optional[Dict[str, Any]] = None,
                       progress: Optional[bool] = None, stream: Optional[bool] = None, keep: Any = None,
-                      summarize: Any = None) -> Empirical:
+                      summarize: Any = None, histograms: Optional[Dict[str, Any]] = None) -> Empirical:
         """Prior over the model's results (``forward()``'s return values); options as in
-        :meth:`prior`.  ``stream=``, ``keep=``, ``summarize=``: a streamed run with bounded
-        memory (:mod:`ppfast.streaming`; automatic for very large runs)."""
+        :meth:`prior`.  ``stream=``, ``keep=``, ``summarize=``, ``histograms=``: a streamed
+        run with bounded memory (:mod:`ppfast.streaming`; automatic for very large runs)."""
         return self._prior_empirical(num_traces, prior_inflation, map_func, file_name, likelihood_importance,
                                      seed, observe, progress, results=True,
-                                     streamed=dict(stream=stream, keep=keep, summarize=summarize))
+                                     streamed=dict(stream=stream, keep=keep, summarize=summarize, histograms=histograms))
 
     def posterior_batch(self, num_traces: int = 10,
                         inference_engine: InferenceEngine = InferenceEngine.IMPORTANCE_SAMPLING, *,
@@ -299,10 +299,11 @@ class BaseModel:
                           thinning: Optional[int] = None, thinning_steps: Optional[int] = None,
                           num_chains: Optional[int] = None, network: Any = None, threads: Optional[int] = None,
                           slots: Optional[int] = None, stream: Optional[bool] = None, keep: Any = None,
-                          summarize: Any = None, **engine_options: Any) -> Empirical:
+                          summarize: Any = None, histograms: Optional[Dict[str, Any]] = None,
+                          **engine_options: Any) -> Empirical:
         """Posterior over the model's results (importance sampling by default); options as
         in :meth:`posterior` (with ``distributed=True``, rank 0 gets the Empirical and the
-        other ranks None).  ``stream=``, ``keep=``, ``summarize=``: a streamed
+        other ranks None).  ``stream=``, ``keep=``, ``summarize=``, ``histograms=``: a streamed
         importance-sampling run with bounded memory (:mod:`ppfast.streaming`; automatic
         for very large runs)."""
         options = dict(observe=observe, seed=seed, progress=progress, on_error=on_error, initial_trace=initial_trace,
@@ -310,7 +311,7 @@ class BaseModel:
                        network=network, threads=threads, slots=slots, **engine_options)
         return self._posterior_empirical(num_traces, inference_engine, map_func, file_name, likelihood_importance,
                                          distributed, True, options,  # type: ignore[return-value]
-                                         streamed=dict(stream=stream, keep=keep, summarize=summarize))
+                                         streamed=dict(stream=stream, keep=keep, summarize=summarize, histograms=histograms))
 
     def condition(self, predicate: Any, max_tries: int = 10**6) -> "BaseModel":
         """A model whose traces are this model's traces for which ``predicate(trace)`` is

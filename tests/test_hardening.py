@@ -153,6 +153,9 @@ def test_uniform_over_the_whole_double_range():
     assert x.min() < -1e307 and x.max() > 1e307
     assert d.log_prob(0.0) == pytest.approx(-math.log(1e308) - math.log(2))
     assert d.stddev == pytest.approx(1e308 / math.sqrt(3))
+    # Inside a model too (the recorder's fused Uniform path must not overflow).
+    draws = np.asarray(Extreme(d).prior_results(500, seed=2).values)
+    assert np.all(np.isfinite(draws)) and draws.min() < -1e307 and draws.max() > 1e307
 
 
 class Extreme(ppfast.Model):

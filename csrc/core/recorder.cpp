@@ -211,7 +211,8 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
     }
     const double z = (out[0] - mean) / sd;
     lp = -0.5 * z * z - cached_log_sd_ - 0.918938533204672741780329736406;  // log(sqrt(2 pi))
-  } else if (d.kind == DistKind::Uniform && d.size == 1) {
+  } else if (d.kind == DistKind::Uniform && d.size == 1 && std::isfinite(d.params[1] - d.params[0])) {
+    // (A width that overflows, e.g. Uniform(-1e308, 1e308), takes sample()'s general path.)
     // Draws captured at a simulator's generator: one per random number it uses, fused
     // like Normal (the same arithmetic as sample() and log_prob(), bit for bit).
     const double low = d.params[0], width = d.params[1] - d.params[0];

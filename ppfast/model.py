@@ -31,7 +31,7 @@ from ._progress import Progress, ess_summary, set_progress
 from .distributions import Distribution
 from .errors import ModelError, TraceError
 from .posterior import Empirical
-from .primitives import Handler, handler_stack
+from .primitives import Handler, handler_stack, run_ended, run_started
 from .runtime import (Config, ObservationMap, check_num_traces, check_observed_shape, check_on_error, next_seed,
                       observation_map, set_random_seed, warn_unused_observations)
 from .trace import TraceBatch, TraceList
@@ -535,6 +535,7 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
     numeric = True
     begin, end = rec.fast()[:2]
     token = handler_stack.set(handler_stack.get() + (handler,))
+    run_started()
     try:
         for i in range(first, first + count):
             begin(i)
@@ -566,6 +567,7 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
                 numeric = numeric and (r == r or result is None)
                 end(r)
     finally:
+        run_ended()
         handler_stack.reset(token)
     # Non-numeric results are kept as objects; numbers live in the batch's result column.
     return TraceBatch(rec.take(), None if numeric else results)

@@ -15,6 +15,7 @@ recorder.
 from __future__ import annotations
 
 import sys
+import threading
 from contextvars import ContextVar
 from typing import Any, Optional
 
@@ -27,6 +28,35 @@ __all__ = ["sample", "observe", "factor", "tag", "Handler", "handler_stack", "ad
 
 handler_stack: ContextVar[tuple] = ContextVar("ppfast_handlers", default=())
 _get_handlers = handler_stack.get
+
+# Runs in progress in this process (run_python): a call with no handler meanwhile comes
+# from a thread the model started itself (a thread pool inside forward()), whose draws
+# cannot be recorded.  Raising beats silently returning unrecorded prior draws.
+_active_runs = 0
+_active_lock = threading.Lock()
+
+
+def run_started() -> None:
+    """Marks a recorded run in progress (paired with run_ended)."""
+    global _active_runs
+    with _active_lock:
+        _active_runs += 1
+
+
+def run_ended() -> None:
+    global _active_runs
+    with _active_lock:
+        _active_runs -= 1
+
+
+def _unhandled(what: str) -> None:
+    """A call outside any handler: fine as plain Python, an error during a run."""
+    if _active_runs:
+        from .errors import ModelError
+
+        raise ModelError(f"ppfast.{what}() called from a thread that is not running the model (for example a "
+                         "thread pool inside forward()) while a run is in progress: ppfast records the calls made "
+                         "on the thread that runs forward() only, so this one would be lost; make it there")
 _getframe = sys._getframe
 
 # (code object, line, kind, name) -> address id; code objects are long-lived and hashable.
@@ -93,6 +123,7 @@ def sample(distribution: Distribution, name: Optional[str] = None, address: Opti
     """Draws a value from ``distribution`` at a random-choice site of the model."""
     handlers = _get_handlers()
     if not handlers:
+        _unhandled("sample")
         return distribution.sample()
     # Inlined cache lookups: this runs once per random draw of a Python model.
     if address is None:
@@ -111,6 +142,7 @@ def observe(distribution: Distribution, value: Any = None, name: Optional[str] =
     """Conditions the model on ``value`` (or on ``observe={name: value}`` of the run)."""
     handlers = _get_handlers()
     if not handlers:
+        _unhandled("observe")
         return None
     if address is None:
         frame = _getframe(1)
@@ -137,6 +169,7 @@ def factor(log_prob: Any = None, log_prob_func: Any = None, name: Optional[str] 
         raise TypeError("factor: give exactly one of log_prob and log_prob_func")
     handlers = handler_stack.get()
     if not handlers:
+        _unhandled("factor")
         return
     if log_prob_func is not None:
         value = handlers[-1].observed(name_id(name)) if name is not None else None
@@ -150,6 +183,7 @@ def tag(value: Any, name: Optional[str] = None, address: Optional[str] = None) -
     """Records ``value`` in the trace, for analysis only."""
     handlers = handler_stack.get()
     if not handlers:
+        _unhandled("tag")
         return
     if address is None:
         a = _site_address(sys._getframe(1), 0, name)

@@ -83,3 +83,75 @@ def test_one_model_from_several_python_threads():
     """, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["alive", "0", "bad", "0"]
+
+
+THREADED = """
+    #include <thread>
+    #include <ppfast/ppfast.hpp>
+    // Draws on a thread of its own: ppfast cannot record those.
+    static double threaded() {
+      double x = 0;
+      std::thread t([&] { x = ppfast::sample(ppfast::Normal(0.0, 1.0), "x"); });
+      t.join();
+      return x;
+    }
+    PPFAST_MODEL(threaded, threaded)
+"""
+
+EXITS = """
+    #include <cstdlib>
+    #include <ppfast/ppfast.hpp>
+    static double exits() {
+      double x = ppfast::sample(ppfast::Normal(0.0, 1.0), "x");
+      if (x > 1.5) std::exit(0);
+      return x;
+    }
+    PPFAST_MODEL(exits, exits)
+"""
+
+
+def build_library(tmp_path, source: str) -> Path:
+    from ppfast._paths import INCLUDE_DIR, NATIVE_ROOT
+
+    src, lib = tmp_path / "sim.cpp", tmp_path / "sim.so"
+    src.write_text(textwrap.dedent(source))
+    subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", f"-I{INCLUDE_DIR}", str(src),
+                    str(NATIVE_ROOT / "lib" / "libppfast.a"), "-o", str(lib), "-pthread"], check=True)
+    return lib
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_draws_from_a_simulators_own_threads_raise(tmp_path):
+    import ppfast
+
+    model = ppfast.NativeModel(build_library(tmp_path, THREADED), threads=2)
+    with pytest.raises(RuntimeError, match="threads the simulator started itself"):
+        model.prior_batch(100, seed=1)
+
+
+def test_draws_from_a_thread_pool_inside_forward_raise():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ppfast
+    from ppfast.distributions import Normal
+    from ppfast.errors import ModelError
+
+    class Pooled(ppfast.Model):
+        def forward(self):
+            with ThreadPoolExecutor(2) as pool:
+                return sum(pool.map(lambda _: ppfast.sample(Normal(0.0, 1.0)), range(2)))
+
+    with pytest.raises(ModelError, match="thread that is not running the model"):
+        Pooled().prior_batch(3, seed=1)
+    assert isinstance(ppfast.sample(Normal(0.0, 1.0)), float)  # outside a run: plain Python
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_simulator_calling_exit_says_why_the_host_ended(tmp_path):
+    lib = build_library(tmp_path, EXITS)
+    done = run_python(f"""
+        import ppfast
+        ppfast.NativeModel({str(lib)!r}, threads=2).prior_batch(1000, seed=1)
+    """)
+    assert "in the middle of a simulation run (did the simulator call exit()?)" in done.stderr
+    assert "ShmModel" in done.stderr

@@ -26,8 +26,13 @@ Rng& standalone_rng() {
 
 uint32_t local_intern(const char* s) { return AddressTable::global().intern(s ? s : ""); }
 
+std::atomic<int> g_active_runs{0};
+std::atomic<uint64_t> g_unrecorded_draws{0};
+
 double local_sample(const ppfast_dist* d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
   if (Recorder* r = current_recorder()) return r->sample(as_dist(d), address, name, flags, out);
+  // No recorder on this thread during a run: a thread the simulator started itself.
+  if (g_active_runs.load(std::memory_order_relaxed)) g_unrecorded_draws.fetch_add(1);
   Dist dist = as_dist(d);
   if (!validate(dist).empty()) return out[0] = std::nan("");
   sample(dist, standalone_rng(), out);
@@ -70,6 +75,11 @@ std::atomic<uint64_t> g_generation{1};
 }  // namespace
 
 const ppfast_api* local_api() { return &kLocalApi; }
+
+ActiveRun::ActiveRun() { g_active_runs.fetch_add(1); }
+ActiveRun::~ActiveRun() { g_active_runs.fetch_sub(1); }
+bool ActiveRun::any() { return g_active_runs.load() > 0; }
+uint64_t unrecorded_draws() { return g_unrecorded_draws.load(); }
 
 namespace detail {
 uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed); }

@@ -106,6 +106,21 @@ class Recorder {
 /// The recorder of the calling thread (nullptr outside a run).
 Recorder*& current_recorder();
 
+/// Marks a run in progress in this process for its scope: draws made meanwhile on a
+/// thread without a recorder (threads a simulator starts itself) are counted, since they
+/// cannot be recorded (see unrecorded_draws).
+struct ActiveRun {
+  ActiveRun();
+  ~ActiveRun();
+  ActiveRun(const ActiveRun&) = delete;
+  ActiveRun& operator=(const ActiveRun&) = delete;
+  static bool any();
+};
+/// Draws made so far, process-wide, on threads without a recorder during a run.
+uint64_t unrecorded_draws();
+/// Throws std::runtime_error if draws went unrecorded since `before` = unrecorded_draws().
+void check_unrecorded_draws(uint64_t before);
+
 /// Makes `r` the thread's current recorder for the scope.
 class RecorderScope {
  public:

@@ -136,9 +136,19 @@ double execute(ppfast_model_fn fn, Recorder& r) {
   return 0.0;
 }
 
+void check_unrecorded_draws(uint64_t before) {
+  const uint64_t n = unrecorded_draws() - before;
+  if (n)
+    throw std::runtime_error(std::to_string(n) + " draw(s) came from threads the simulator started itself during "
+                             "the run: ppfast records draws on the thread that runs the trace only, so these "
+                             "were not recorded; draw on that thread (or run one trace per thread)");
+}
+
 void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
                 const Observations* observations, TraceBatch& out, const PolicyFactory& policies,
                 RunControl* control) {
+  ActiveRun active;
+  const uint64_t unrecorded = unrecorded_draws();
   // Supervised, the caller does not simulate: one worker fewer.
   const size_t workers = static_cast<size_t>(std::max(1, pool.size() - (control ? 1 : 0)));
   const size_t slots = static_cast<size_t>(pool.size());
@@ -179,6 +189,7 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
   } else {
     pool.run(nchunks, run_chunk);
   }
+  check_unrecorded_draws(unrecorded);
   std::vector<const TraceBatch*> rest;
   for (size_t c = 1; c < nchunks; ++c)
     if (parts[c]) rest.push_back(parts[c].get());

@@ -224,6 +224,8 @@ class Server {
     if (!in.ok()) throw ProtocolFailure("malformed run payload");
 
     batch_.clear();
+    ActiveRun active;
+    const uint64_t unrecorded = unrecorded_draws();
     Recorder r(batch_, &obs_, seed);
     RecorderScope scope(&r);
     ctrl_->completed.store(0, std::memory_order_relaxed);
@@ -245,6 +247,7 @@ class Server {
       beat();
     }
 
+    check_unrecorded_draws(unrecorded);
     Message counts{Op::Counts, 0, m.tag, {}};
     counts.a[kCountTraces] = batch_.num_traces();
     counts.a[kCountRecords] = batch_.num_records();

@@ -2,6 +2,8 @@
 // runs standalone.  See protocol.hpp for the two phases of a run.
 #include "transport/shm/server.hpp"
 
+#include "ppfast/shm_server.hpp"
+
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -417,6 +419,21 @@ int standalone(const ppfast_model_info* model, uint64_t traces, uint64_t seed) {
   return 0;
 }
 
+int serve(const char* argv0, const char* spec, const ppfast_model_info* model) {
+  int control_fd, arena_fd;
+  if (!parse_fds(spec, control_fd, arena_fd)) {
+    std::fprintf(stderr, "%s: --ppfast-shm expects fd:CONTROL,ARENA, got '%s'\n", argv0, spec);
+    return 2;
+  }
+  try {
+    Server server(model, control_fd, arena_fd);
+    return server.serve();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv0, e.what());
+    return 2;
+  }
+}
+
 }  // namespace
 
 int simulator_main(int argc, char** argv, const ppfast_model_info* model) {
@@ -437,18 +454,23 @@ int simulator_main(int argc, char** argv, const ppfast_model_info* model) {
     else return usage(argv[0], model, stderr);
   }
   if (!shm) return standalone(model, traces, seed);
-  int control_fd, arena_fd;
-  if (!parse_fds(shm, control_fd, arena_fd)) {
-    std::fprintf(stderr, "%s: --ppfast-shm expects fd:CONTROL,ARENA, got '%s'\n", argv[0], shm);
-    return 2;
-  }
-  try {
-    Server server(model, control_fd, arena_fd);
-    return server.serve();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 2;
-  }
+  return serve(argv[0], shm, model);
 }
 
 }  // namespace ppfast::shm
+
+namespace ppfast {
+
+int serve_shm(int argc, char** argv, const ppfast_model_info* model) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--ppfast-shm") {
+      if (!model || !model->run) {
+        std::fprintf(stderr, "%s: no ppfast model (define one with PPFAST_MODEL(name, fn))\n", argv[0]);
+        return 2;
+      }
+      return shm::serve(argv[0], argv[i + 1], model);
+    }
+  return -1;
+}
+
+}  // namespace ppfast

@@ -269,3 +269,75 @@ def test_training_warns_once_per_address_that_guided_inference_draws_from_the_pr
         model.learn_inference_network(256, **SMALL)
     model.save_inference_network(tmp_path / "n.pt")
     assert load_inference_network(tmp_path / "n.pt").prior_addresses == net.prior_addresses
+
+
+# --------------------------------------------------------------------------- CPU threads
+
+
+class _ThreadsSeen(torch.nn.Module):
+    """An observation embedding that notes torch's thread count in each training step."""
+
+    def __init__(self, seen: list[int]):
+        super().__init__()
+        self.seen = seen
+        self.linear = torch.nn.Linear(1, 8)
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.linear(x)
+
+
+class _GUMThreads(GUM):
+    """GUM noting torch's thread count in each execution (guided runs execute during the run)."""
+
+    def __init__(self, seen: list[int]):
+        super().__init__()
+        self.seen = seen
+
+    def forward(self):
+        self.seen.append(torch.get_num_threads())
+        return super().forward()
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def test_cpu_steps_run_on_one_torch_thread_and_the_users_count_comes_back(monkeypatch):
+    """Out of the box (no OMP_NUM_THREADS, torch at its default of one thread per core),
+    training steps and guided runs use one torch thread; afterwards torch has its count back."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch.set_num_threads(_cores())
+    seen: list[int] = []
+    model = _GUMThreads(seen)
+    emb = {"obs0": {"embedding": _ThreadsSeen(seen), "dim": 8}, "obs1": {"dim": 8}}
+    model.learn_inference_network(512, observe_embeddings=emb, **SMALL)
+    assert seen and set(seen[-4:]) == {1}  # the last executions and steps: inside training
+    assert torch.get_num_threads() == _cores()
+    seen.clear()
+    model.posterior_results(300, IC, observe=GUM_OBS, seed=1)
+    assert seen.count(1) >= 300  # every guided execution (a check before the run may see the user's count)
+    assert torch.get_num_threads() == _cores()
+
+
+@pytest.mark.parametrize("how", ["environment", "argument"])
+def test_an_explicit_thread_count_wins(monkeypatch, how):
+    seen: list[int] = []
+    model = _GUMThreads(seen)
+    emb = {"obs0": {"embedding": _ThreadsSeen(seen), "dim": 8}, "obs1": {"dim": 8}}
+    kw = {}
+    if how == "environment":
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+    else:
+        kw = {"torch_threads": 2}
+    model.learn_inference_network(256, observe_embeddings=emb, **SMALL, **kw)
+    assert set(seen[-4:]) == {2}
+    seen.clear()
+    model.posterior_results(100, IC, observe=GUM_OBS, seed=1, **kw)
+    assert seen.count(2) >= 100
+    with pytest.raises(ValueError, match="torch_threads"):
+        model.learn_inference_network(128, torch_threads=0, **SMALL)

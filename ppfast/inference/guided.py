@@ -112,7 +112,8 @@ def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count
 
 def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed: int | None = None,
         progress: bool | None = None, on_error: str = "raise", network: Any = None, slots: int | None = None,
-        threads: int | None = None, stack_bytes: int = 1 << 20, first: int = 0, **kwargs: Any) -> TraceBatch:
+        threads: int | None = None, stack_bytes: int = 1 << 20, first: int = 0, torch_threads: int | None = None,
+        **kwargs: Any) -> TraceBatch:
     """Guided importance sampling: ``num_traces`` traces with log-weights log p - log q.
 
     ``first``: the number of the first trace (trace ``i`` draws from RNG stream ``i`` of
@@ -120,7 +121,9 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     ``slots``: executions in flight (the batch of one network step; default 256);
     ``threads``: worker threads for embedded simulators (default: the model's);
     ``stack_bytes``: stack reserved per embedded execution; ``network``: an
-    InferenceNetwork (default: the model's).  The network runs on its own device."""
+    InferenceNetwork (default: the model's).  The network runs on its own device;
+    ``torch_threads``: torch's threads for its steps on CPU (default: one, unless the user
+    chose a count; see :mod:`ppfast.nn.threads`)."""
     from ..model import Model, next_seed, observation_map, run_in_chunks
     from ..models.native import NativeModel
 
@@ -154,4 +157,7 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
                                stack_bytes)
         return _run_python(model, server, seed, first + offset, n, obs_map, k, on_error == "skip")
 
-    return run_in_chunks(part, num_traces, max(16 * k, 4096), "Guided importance sampling", progress, on_error)
+    from ..nn.threads import step_threads
+
+    with step_threads(net.device, torch_threads):
+        return run_in_chunks(part, num_traces, max(16 * k, 4096), "Guided importance sampling", progress, on_error)

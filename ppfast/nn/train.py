@@ -30,6 +30,7 @@ from .data import StepData, observe_names_of
 from .embeddings import normalize_spec
 from .network import DEFAULTS, NETWORK_TYPES, InferenceNetwork
 from .optim import OPTIMIZERS, NetworkOptimizer, optimizer_for
+from .threads import step_threads
 from .watch import SCHEDULES, Schedule, Watch
 
 __all__ = ["TrainingError", "learn_inference_network", "load_inference_network", "save_inference_network"]
@@ -207,7 +208,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
                             lr_decay: float = 0.1, lr_patience: int = 3, valid_size: int = 0,
                             valid_every: int | None = None, early_stopping: int | None = None,
                             log_dir: str | Path | None = None, log_file_name: str | Path | None = None,
-                            **config: Any) -> InferenceNetwork:
+                            torch_threads: int | None = None, **config: Any) -> InferenceNetwork:
     """Trains an inference network on ``num_traces`` traces, ``batch_size`` per step.
 
     Online (default): prior traces of ``model``.  Offline: ``dataset`` = a
@@ -216,7 +217,9 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     pass).  ``prior_inflation``: True (factor 3) or a factor by which Normal / LogNormal
     scales widen, with uniform Categorical and Bernoulli draws, for broader training data.
     ``device``: 'cpu' or 'cuda' (default: where ``network`` is, else 'cpu'); bf16 autocast
-    on CUDA unless ``mixed_precision=False``.
+    on CUDA unless ``mixed_precision=False``.  ``torch_threads``: torch's intra-op threads
+    during training on CPU (default: one, unless ``OMP_NUM_THREADS`` is set or the program
+    called ``torch.set_num_threads`` with another count than the cores; restored after).
 
     ``network_type``: 'lstm' (default) or 'feedforward' (PyProb's two networks: the same
     embeddings and proposal heads, with ``lstm_depth`` ReLU layers of width ``lstm_dim``
@@ -290,7 +293,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     if not 0 < float(lr_decay) < 1:
         raise ValueError(f"lr_decay must be in (0, 1), got {lr_decay}")
     for name, value in (("lr_patience", lr_patience), ("valid_every", valid_every), ("early_stopping", early_stopping),
-                        ("num_traces_end", num_traces_end)):
+                        ("num_traces_end", num_traces_end), ("torch_threads", torch_threads)):
         if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     valid_size = int(valid_size or 0)
@@ -376,90 +379,92 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     else:
         batches, first_batch, num_traces, net, valid = grp.run("setting up inference network training", setup)
         chunk = int(grp.broadcast_object(chunk))  # trace numbers of later chunks must not overlap
-    net.train()
-    opt = optimizer_for(net, optimizer, lr, float(weight_decay))
-    ddp = None
-    if grp is not None:
-        ddp = dp.DataParallel(grp, net, opt, seed)
-        ddp.start()
-    bar = _Progress(num_traces, progress if rank == 0 else False)
-    if learning_rate_end is not None:
-        lr_end = float(learning_rate_end) * lr_factor
-    else:  # PyProb's 1e-6 for the decaying schedules; 'plateau' has no floor unless asked
-        lr_end = 0.0 if lr_schedule == "plateau" else min(lr, 1e-6)
-    schedule = Schedule(lr_schedule, lr, lr_end,
-                        int(num_traces_end) if num_traces_end else net.traces_trained + num_traces,
-                        float(lr_decay), int(lr_patience))
-    watch = Watch(net, opt, schedule, valid, int(valid_every or max(batch_size * size, num_traces // 50)),
-                  early_stopping, batch_size, autocast, log_dir, log_file_name, writes=rank == 0,
-                  share=None if grp is None else grp.broadcast_object)
+    # One torch thread per step on CPU unless the user chose a count (see ppfast.nn.threads).
+    with step_threads(dev, torch_threads):
+        net.train()
+        opt = optimizer_for(net, optimizer, lr, float(weight_decay))
+        ddp = None
+        if grp is not None:
+            ddp = dp.DataParallel(grp, net, opt, seed)
+            ddp.start()
+        bar = _Progress(num_traces, progress if rank == 0 else False)
+        if learning_rate_end is not None:
+            lr_end = float(learning_rate_end) * lr_factor
+        else:  # PyProb's 1e-6 for the decaying schedules; 'plateau' has no floor unless asked
+            lr_end = 0.0 if lr_schedule == "plateau" else min(lr, 1e-6)
+        schedule = Schedule(lr_schedule, lr, lr_end,
+                            int(num_traces_end) if num_traces_end else net.traces_trained + num_traces,
+                            float(lr_decay), int(lr_patience))
+        watch = Watch(net, opt, schedule, valid, int(valid_every or max(batch_size * size, num_traces // 50)),
+                      early_stopping, batch_size, autocast, log_dir, log_file_name, writes=rank == 0,
+                      share=None if grp is None else grp.broadcast_object)
 
-    def minibatches() -> Iterator[tuple[StepData, np.ndarray]]:
-        if offline:
-            data = [_step_data(net, b) for b in batches]
-            sizes_ = np.array([len(d.usable) for d in data], dtype=np.float64)
-            if sizes_.sum() == 0:
-                raise TrainingError("the dataset has no successful traces")
-            while True:  # epochs: shuffled traces, one part at a time
-                for part in rng.permutation(len(data)):
-                    d = data[part]
-                    ids = rng.permutation(d.usable)
-                    for s in range(0, len(ids), batch_size):
-                        yield d, ids[s:s + batch_size]
-        else:
-            assert simulate is not None
-            # Embedded simulators run without the GIL: simulate the next chunk while training
-            # on this one.  A Python model would hold the GIL the training step needs between
-            # its kernels, so it simulates in line.
-            pool = ThreadPoolExecutor(1) if hasattr(model, "_native") else None
-            try:
-                # Chunk j >= 1 of rank r: trace numbers after every rank's chunks before it.
-                first = len(first_batch) if grp is None else size * c0 + rank * chunk
-                stride = chunk * size
-                current = first_batch
-                while True:
-                    pending = pool.submit(simulate, first, chunk) if pool is not None else None
-                    d = _step_data(net, current)
-                    ids = d.usable
-                    for s in range(0, len(ids), batch_size):
-                        yield d, ids[s:s + batch_size]
-                    current = pending.result() if pending is not None else simulate(first, chunk)
-                    first += stride
-            finally:
-                if pool is not None:
-                    pool.shutdown(wait=True)
+        def minibatches() -> Iterator[tuple[StepData, np.ndarray]]:
+            if offline:
+                data = [_step_data(net, b) for b in batches]
+                sizes_ = np.array([len(d.usable) for d in data], dtype=np.float64)
+                if sizes_.sum() == 0:
+                    raise TrainingError("the dataset has no successful traces")
+                while True:  # epochs: shuffled traces, one part at a time
+                    for part in rng.permutation(len(data)):
+                        d = data[part]
+                        ids = rng.permutation(d.usable)
+                        for s in range(0, len(ids), batch_size):
+                            yield d, ids[s:s + batch_size]
+            else:
+                assert simulate is not None
+                # Embedded simulators run without the GIL: simulate the next chunk while training
+                # on this one.  A Python model would hold the GIL the training step needs between
+                # its kernels, so it simulates in line.
+                pool = ThreadPoolExecutor(1) if hasattr(model, "_native") else None
+                try:
+                    # Chunk j >= 1 of rank r: trace numbers after every rank's chunks before it.
+                    first = len(first_batch) if grp is None else size * c0 + rank * chunk
+                    stride = chunk * size
+                    current = first_batch
+                    while True:
+                        pending = pool.submit(simulate, first, chunk) if pool is not None else None
+                        d = _step_data(net, current)
+                        ids = d.usable
+                        for s in range(0, len(ids), batch_size):
+                            yield d, ids[s:s + batch_size]
+                        current = pending.result() if pending is not None else simulate(first, chunk)
+                        first += stride
+                finally:
+                    if pool is not None:
+                        pool.shutdown(wait=True)
 
-    every = int(checkpoint_every) if checkpoint is not None and checkpoint_every else 0
-    saved_at = [net.traces_trained // every if every else 0]
+        every = int(checkpoint_every) if checkpoint is not None and checkpoint_every else 0
+        saved_at = [net.traces_trained // every if every else 0]
 
-    def save_due() -> bool:
-        if not every:
-            return False
-        k = net.traces_trained // every
-        due, saved_at[0] = k > saved_at[0], max(saved_at[0], k)
-        return due
+        def save_due() -> bool:
+            if not every:
+                return False
+            k = net.traces_trained // every
+            due, saved_at[0] = k > saved_at[0], max(saved_at[0], k)
+            return due
 
-    def save() -> None:
-        assert checkpoint is not None
-        save_inference_network(net, checkpoint)  # rank 0 writes
+        def save() -> None:
+            assert checkpoint is not None
+            save_inference_network(net, checkpoint)  # rank 0 writes
 
-    try:
-        if ddp is None:
-            _train_single(net, opt, minibatches(), num_traces, autocast, bar, dev.type != "cpu", save_due, save, watch)
-        else:
-            _train_distributed(ddp, minibatches(), math.ceil(num_traces / (batch_size * size)), autocast, bar,
-                               save_due, save, watch)
-        if not net.lr_history or net.lr_history[-1][0] != net.traces_trained:
-            watch.evaluate()  # the logs and histories end where training ended
-        if checkpoint is not None:
-            save()
-            if grp is not None:
-                grp.barrier()  # the file is there when any rank returns
-    finally:
-        bar.close()
-        watch.close()
-    net.eval()
-    return net
+        try:
+            if ddp is None:
+                _train_single(net, opt, minibatches(), num_traces, autocast, bar, dev.type != "cpu", save_due, save, watch)
+            else:
+                _train_distributed(ddp, minibatches(), math.ceil(num_traces / (batch_size * size)), autocast, bar,
+                                   save_due, save, watch)
+            if not net.lr_history or net.lr_history[-1][0] != net.traces_trained:
+                watch.evaluate()  # the logs and histories end where training ended
+            if checkpoint is not None:
+                save()
+                if grp is not None:
+                    grp.barrier()  # the file is there when any rank returns
+        finally:
+            bar.close()
+            watch.close()
+        net.eval()
+        return net
 
 
 # Validation traces are trace numbers 2^62, 2^62 + 1, ... of the training seed: never

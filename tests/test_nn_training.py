@@ -65,7 +65,7 @@ def test_tensorboard_event_file_holds_training_and_validation_loss(tmp_path):
 
 
 def test_validation_loss_is_the_mean_negative_log_q_of_held_out_traces():
-    """The validation set is the same every validation (prior traces 2^62, ... of the
+    """The validation set is the same every validation (prior traces 2^47, ... of the
     seed), so a network that does not change gives the same validation loss."""
     model = GUM()
     net = model.learn_inference_network(1024, learning_rate=1e-12, valid_size=100, valid_every=256, **SMALL)

@@ -244,7 +244,7 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
     end of this call, ``learning_rate_end`` to min(1e-6, learning_rate) (no floor for
     'plateau').  'sgd' uses Nesterov momentum 0.9, as PyProb.
 
-    Watching: ``valid_size`` prior traces of ``model`` (trace numbers from 2^62 of the
+    Watching: ``valid_size`` prior traces of ``model`` (trace numbers from 2^47 of the
     seed, never trained on) give a validation loss every ``valid_every`` traces (default:
     a fiftieth of the run); ``early_stopping=K`` stops after K validations without
     improvement.  ``log_dir``: TensorBoard event files (loss/train per step, loss/valid,
@@ -467,9 +467,9 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
         return net
 
 
-# Validation traces are trace numbers 2^62, 2^62 + 1, ... of the training seed: never
+# Validation traces are trace numbers 2^47, 2^47 + 1, ... of the training seed: never
 # reached by training, which numbers its traces from 0.
-_VALID_FIRST = 1 << 62
+_VALID_FIRST = 1 << 47
 
 
 def _validation_set(model: Any, net: InferenceNetwork, seed: int, size: int) -> tuple[StepData, np.ndarray]:

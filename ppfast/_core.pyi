@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
+__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'pooled_bytes', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
 class ErrorCode:
     """
     Members:
@@ -346,6 +346,10 @@ def inflated_prior(factor: typing.SupportsFloat | typing.SupportsIndex) -> Polic
     """
 def intern(arg0: str) -> int:
     ...
+def pooled_bytes() -> int:
+    """
+    Bytes held by the pool of spare trace batches (at most 512 MiB).
+    """
 def ppx_bind_zmq(table: typing_extensions.CapsuleType) -> None:
     """
     Routes the PPX client's ZeroMQ calls to ppfast._zmq (which links libzmq).

@@ -136,3 +136,14 @@ def test_streamed_histogram_quantiles_within_a_bin_of_the_exact_ones():
         model.posterior_results(10, observe=OBS, histograms={"mu": [1.0, 1.0]})
     with pytest.raises(AttributeError, match="no histogram"):
         model.posterior_results(10, observe=OBS, summarize=["mu"])["mu"].histogram
+
+
+def test_pool_keeps_a_bounded_total_after_a_large_run():
+    # Regression: every chunk of a large in-memory run went back to the pool of spare
+    # batches (16 of up to 2^26 records each), so the memory of the run stayed allocated.
+    from ppfast import _core
+
+    model = ppfast.examples.load("hundred")
+    model.chunk_size = 40_000  # 4M records (~200 MB) per chunk, 12M records (~600 MB) concatenated
+    model.prior_batch(120_000, seed=0)
+    assert _core.pooled_bytes() <= 512 << 20

@@ -87,10 +87,10 @@ void TraceBatch::append_all(const std::vector<const TraceBatch*>& parts) {
     params += p->param_arena.size();
     messages_n += p->messages.size();
   }
-  reserve(traces, records);
   value_arena.reserve(values);
   param_arena.reserve(params);
   messages.reserve(messages_n);
+  reserve(traces, records);
   for (const auto* p : parts) append(*p);
 }
 
@@ -101,18 +101,42 @@ std::shared_ptr<TraceBatch> BatchPool::acquire() {
     if (!free_.empty()) {
       batch = std::move(free_.back());
       free_.pop_back();
+      pooled_bytes_ -= batch->capacity_bytes();
     }
   }
   if (!batch) batch = std::make_unique<TraceBatch>();
   batch->clear();
   return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) {
+    const size_t bytes = b->capacity_bytes();
     std::lock_guard<std::mutex> lock(mutex_);
-    // Keep a bounded number of spare batches; drop very large ones to cap memory.
-    if (free_.size() < 16 && b->rec_trace.capacity() < (size_t(1) << 26))
+    // Keep a bounded number and total size of spare batches: the chunks of one large
+    // in-memory run would otherwise all stay allocated after it.
+    if (free_.size() < kMaxPooled && pooled_bytes_ + bytes <= kMaxPooledBytes) {
       free_.emplace_back(b);
-    else
+      pooled_bytes_ += bytes;
+    } else {
       delete b;
+    }
   });
+}
+
+size_t BatchPool::pooled_bytes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pooled_bytes_;
+}
+
+size_t TraceBatch::capacity_bytes() const {
+  size_t n = 0;
+  auto add = [&n](const auto& v) { n += v.capacity() * sizeof(v[0]); };
+  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
+                  &rec_param_offset, &rec_param_len, &message})
+    add(*v);
+  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) add(*v);
+  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
+                  &result})
+    add(*v);
+  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) add(*v);
+  return n;
 }
 
 BatchPool& BatchPool::global() {

@@ -50,6 +50,8 @@ struct TraceBatch {
   /// Appends all of `parts` after reserving the exact total of every column, so each
   /// byte is copied once (no growth reallocations, no pages touched twice).
   void append_all(const std::vector<const TraceBatch*>& parts);
+  /// Bytes allocated by the columns (capacity, not size).
+  size_t capacity_bytes() const;
 };
 
 /// Recycles batches so steady-state runs allocate nothing: a batch handed out as a
@@ -58,10 +60,15 @@ class BatchPool {
  public:
   std::shared_ptr<TraceBatch> acquire();
   static BatchPool& global();
+  /// Bytes held by the spare batches.
+  size_t pooled_bytes();
+  static constexpr size_t kMaxPooled = 16;
+  static constexpr size_t kMaxPooledBytes = size_t(512) << 20;
 
  private:
   std::mutex mutex_;
   std::vector<std::unique_ptr<TraceBatch>> free_;
+  size_t pooled_bytes_ = 0;
 };
 
 }  // namespace ppfast

@@ -35,6 +35,8 @@ __all__ = [
     "Weibull",
     "TruncatedNormal",
     "Mixture",
+    "VonMises",
+    "MultivariateNormal",
     "Factor",
     "KIND_NAMES",
 ]
@@ -212,7 +214,8 @@ class Distribution:
             return repr(v.tolist() if isinstance(v, np.ndarray) else v)
 
         body = ", ".join(f"{n}={text(getattr(self, n))}" for n in self.param_names)
-        return f"{self.name}({body})" + (".to_event()" if self._event else "")
+        joint = self._event and not type(self)._event  # declared with to_event()
+        return f"{self.name}({body})" + (".to_event()" if joint else "")
 
 
 def _core_nparams(kind: int) -> int:
@@ -459,6 +462,70 @@ class Mixture(Distribution):
         return f"Mixture(distributions=[{', '.join(repr(c) for c in self.components)}], probs={self.probs.tolist()})"
 
 
+class VonMises(Distribution):
+    """von Mises(loc, concentration): the circular normal, draws in [-pi, pi); the density
+    is torch's (periodic, defined on the whole line)."""
+
+    kind, name, param_names = 14, "VonMises", ("loc", "concentration")
+
+    def __init__(self, loc: Any, concentration: Any):
+        if type(loc) in _FAST and type(concentration) in _FAST:
+            self._a, self._b = loc, concentration
+        else:
+            self._init(loc, concentration)
+
+
+class MultivariateNormal(Distribution):
+    """MultivariateNormal(mean, covariance_matrix): one joint (event) site of dimension d
+    with a full covariance, samplable and observable.  ``log_prob`` gives one density per
+    value of shape (d,) (or per row of an (n, d) array).
+
+    >>> d = MultivariateNormal([0.0, 0.0], [[1.0, 0.5], [0.5, 1.0]])
+    >>> d.event_shape, d.sample().shape
+    ((2,), (2,))
+    """
+
+    kind, name, param_names = 15, "MultivariateNormal", ("mean", "covariance_matrix")
+    _event = True
+
+    def __init__(self, mean: Any, covariance_matrix: Any = None, *, scale_tril: Any = None):
+        m = _to_numpy(mean)
+        if m.ndim != 1 or m.size == 0:
+            raise DistributionError(f"MultivariateNormal: mean must be a non-empty vector, got shape {m.shape}")
+        if (covariance_matrix is None) == (scale_tril is None):
+            raise DistributionError("MultivariateNormal: give exactly one of covariance_matrix and scale_tril")
+        if scale_tril is not None:
+            lower = np.tril(_to_numpy(scale_tril))
+            cov = lower @ lower.T
+        else:
+            cov = _to_numpy(covariance_matrix)
+        d = m.size
+        if cov.shape != (d, d):
+            raise DistributionError(f"MultivariateNormal: covariance_matrix must have shape ({d}, {d}), "
+                                    f"got {cov.shape}")
+        self._params = np.ascontiguousarray(np.concatenate([m, cov.reshape(-1)]), dtype=np.float64)
+        self._size = d
+        self._shape = (d,)
+        msg = _core.dist_validate(self.kind, d, self._params)
+        if msg:
+            raise DistributionError(msg)
+
+    @property
+    def mean(self) -> Any:  # type: ignore[override]
+        return self._params[:self._size].copy()
+
+    @property
+    def covariance_matrix(self) -> np.ndarray:
+        d = self._size
+        return self._params[d:].reshape(d, d).copy()
+
+    def _param(self, i: int) -> Any:
+        return self.mean if i == 0 else self.covariance_matrix
+
+    def to_event(self) -> "Distribution":
+        return self
+
+
 class Factor(Distribution):
     """PyProb's pseudo-distribution for ``observe(Factor(...))``: adds ``log_prob`` (or
     ``log_prob_func(value)``, value being the observed one) to the trace's
@@ -490,7 +557,7 @@ def _parameter_property(i: int, name: str) -> property:
 
 
 for _cls in (Normal, Uniform, Poisson, Bernoulli, Beta, Exponential, Gamma, LogNormal, Binomial, Weibull,
-             TruncatedNormal):
+             TruncatedNormal, VonMises):
     for _i, _n in enumerate(_cls.param_names):
         if not hasattr(_cls, _n):
             setattr(_cls, _n, _parameter_property(_i, _n))
@@ -498,4 +565,5 @@ Normal.loc = Normal.mean  # type: ignore[attr-defined]  # PyProb's names
 Normal.scale = Normal.stddev  # type: ignore[attr-defined]
 
 KIND_NAMES = {cls.kind: cls.name for cls in (Normal, Uniform, Categorical, Poisson, Bernoulli, Beta, Exponential,
-                                             Gamma, LogNormal, Binomial, Weibull, TruncatedNormal, Mixture)}
+                                             Gamma, LogNormal, Binomial, Weibull, TruncatedNormal, Mixture, VonMises,
+                                             MultivariateNormal)}

@@ -329,3 +329,78 @@ def test_dataset_save_sorted_reshards_by_trace_type(tmp_path):
     assert sorted(out.to_batch().traces["index"].tolist()) == list(range(200))
     with pytest.raises(ValueError, match="another directory"):
         ds.save_sorted(tmp_path / "ds")
+# -- von Mises and the full-covariance multivariate normal -----------------------------------
+def test_von_mises_matches_torch():
+    torch = pytest.importorskip("torch")
+    from ppfast.distributions import VonMises
+
+    x = np.linspace(-3.0, 3.0, 13)
+    for k in (0.3, 4.0, 45.0, 400.0):
+        ref = torch.distributions.VonMises(torch.tensor(0.7, dtype=torch.float64),
+                                           torch.tensor(k, dtype=torch.float64))
+        np.testing.assert_allclose(VonMises(0.7, k).log_prob(x), ref.log_prob(torch.tensor(x)).numpy(), atol=1e-6)
+        # circular variance 1 - I1(k) / I0(k): Bessel series summed term by term here (torch's
+        # own ratio is a polynomial approximation, off by 2e-4 relative at k = 400)
+        def bessel(nu):
+            return math.fsum(math.exp((2 * m + nu) * math.log(k / 2) - math.lgamma(m + 1) - math.lgamma(m + nu + 1))
+                             for m in range(1500))
+
+        assert VonMises(0.7, k).stddev == pytest.approx(math.sqrt(1 - bessel(1) / bessel(0)), rel=1e-9)
+        assert VonMises(0.7, k).stddev == pytest.approx(float(ref.variance.sqrt()), rel=1e-3)
+    draws = VonMises(0.7, 4.0).sample(100000, seed=3)
+    assert draws.min() >= -math.pi and draws.max() < math.pi
+    # E cos(x - loc) = I1(k) / I0(k) = 1 - variance; the sample mean's sd is below 1 / sqrt(n)
+    target = 1.0 - VonMises(0.7, 4.0).stddev ** 2
+    assert abs(np.mean(np.cos(draws - 0.7)) - target) < 5 / math.sqrt(len(draws))
+
+
+COV = np.array([[1.0, 0.8], [0.8, 2.0]])
+
+
+def test_multivariate_normal_density_and_draws():
+    torch = pytest.importorskip("torch")
+    from ppfast.distributions import MultivariateNormal
+
+    d = MultivariateNormal([1.0, -1.0], COV)
+    assert d.event_shape == (2,) and d.batch_shape == ()
+    x = np.array([[0.0, 0.0], [1.5, -2.0], [3.0, 1.0]])
+    ref = torch.distributions.MultivariateNormal(torch.tensor([1.0, -1.0], dtype=torch.float64),
+                                                 torch.tensor(COV)).log_prob(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(d.log_prob(x), ref, atol=1e-9)
+    assert d.log_prob(x[0]) == pytest.approx(ref[0])
+    draws = d.sample(100000, seed=4)
+    assert draws.shape == (100000, 2)
+    # sample covariance entries have sd about sqrt((s_ij^2 + s_ii s_jj) / n)
+    np.testing.assert_allclose(np.cov(draws.T), COV, atol=5 * math.sqrt(2 * 4.0 / len(draws)))
+    assert eval(repr(d), {"MultivariateNormal": MultivariateNormal}).log_prob(x[1]) == pytest.approx(ref[1])
+    with pytest.raises(DistributionError, match="positive definite"):
+        MultivariateNormal([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(DistributionError, match="symmetric"):
+        MultivariateNormal([0.0, 0.0], [[1.0, 0.5], [0.1, 1.0]])
+
+
+def test_correlated_observation_gives_the_gaussian_posterior():
+    from ppfast.distributions import MultivariateNormal
+
+    class Correlated(ppfast.Model):
+        def forward(self):
+            mu = np.array([ppfast.sample(Normal(0.0, 1.0), name="a"), ppfast.sample(Normal(0.0, 1.0), name="b")])
+            ppfast.observe(MultivariateNormal(mu, COV), name="x")
+            return mu[0]
+
+    x = np.array([1.0, 0.5])
+    post_cov = np.linalg.inv(np.eye(2) + np.linalg.inv(COV))
+    post_mean = post_cov @ np.linalg.inv(COV) @ x
+    post = Correlated().posterior_results(20000, observe={"x": x}, seed=5, progress=False)
+    ess = post.effective_sample_size
+    assert abs(post.mean - post_mean[0]) < 5 * math.sqrt(post_cov[0, 0] / ess)
+    with pytest.raises(SupportError):
+        Correlated().posterior_results(2, observe={"x": np.zeros(3)}, seed=0)
+
+    class Latent(ppfast.Model):
+        def forward(self):
+            z = ppfast.sample(MultivariateNormal([0.0, 0.0], COV), name="z")
+            return float(z[1])
+
+    prior = Latent().prior_results(20000, seed=6, progress=False)
+    assert prior.stddev == pytest.approx(math.sqrt(2.0), rel=5 / math.sqrt(2 * 20000))

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace ppfast {
 namespace {
@@ -98,6 +99,30 @@ inline double binomial_lp_large(double x, double n, double p) {
   const double rest = n - x;
   return stirling_error(n) - stirling_error(x) - stirling_error(rest) - bd0(x, n * p) - bd0(rest, n * (1.0 - p)) -
          0.5 * std::log(2.0 * 3.14159265358979323846 * x * (rest / n));
+}
+
+// log I_nu(k) for nu in {0, 1}, k > 0: the power series up to k = 30, the asymptotic
+// series of e^k / sqrt(2 pi k) above (its eighth term is below 1e-12 there).
+double log_bessel_i(int nu, double k) {
+  if (k <= 30.0) {
+    const double q = 0.25 * k * k;
+    double term = nu == 0 ? 1.0 : 0.5 * k;  // m = 0
+    double sum = term;
+    for (int m = 1; m < 500; ++m) {
+      term *= q / (static_cast<double>(m) * static_cast<double>(m + nu));
+      sum += term;
+      if (term < 1e-17 * sum) break;
+    }
+    return std::log(sum);
+  }
+  const double mu = 4.0 * nu * nu;
+  double term = 1.0, sum = 1.0;
+  for (int j = 1; j <= 8; ++j) {
+    const double odd = 2.0 * j - 1.0;
+    term *= -(mu - odd * odd) / (j * 8.0 * k);
+    sum += term;
+  }
+  return k - 0.5 * std::log(2.0 * M_PI * k) + std::log(sum);
 }
 
 // log(1 - exp(d)) for d <= 0, accurate for d near 0 and for d very negative.
@@ -379,6 +404,55 @@ double binomial_draw(double n, double p, Rng& rng) {
   return flip ? n - k : k;
 }
 
+// von Mises(loc, k) on [-pi, pi): Best & Fisher's (1979) wrapped-Cauchy rejection.
+double von_mises_draw(double loc, double k, Rng& rng) {
+  double theta;
+  if (k < 1e-8) {  // numerically uniform on the circle
+    theta = M_PI * (2.0 * rng.uniform() - 1.0);
+  } else {
+    const double tau = 1.0 + std::sqrt(1.0 + 4.0 * k * k);
+    const double rho = (tau - std::sqrt(2.0 * tau)) / (2.0 * k);
+    const double r = (1.0 + rho * rho) / (2.0 * rho);
+    double f;
+    for (;;) {
+      const double z = std::cos(M_PI * rng.uniform());
+      f = (1.0 + r * z) / (r + z);
+      const double c = k * (r - f);
+      const double u2 = rng.uniform();
+      if (c * (2.0 - c) - u2 > 0.0 || std::log(c / u2) + 1.0 - c >= 0.0) break;
+    }
+    theta = (rng.uniform() < 0.5 ? -1.0 : 1.0) * std::acos(std::clamp(f, -1.0, 1.0));
+  }
+  double x = std::fmod(theta + loc + M_PI, 2.0 * M_PI);
+  if (x < 0.0) x += 2.0 * M_PI;
+  x -= M_PI;
+  return x < M_PI ? x : -M_PI;
+}
+
+// Cholesky factor L (row-major, lower) of the d x d matrix `a`; false unless positive
+// definite.  The scratch is per thread: the recorder calls this at every MVN draw.
+bool cholesky(const double* a, uint32_t d, std::vector<double>& l) {
+  l.assign(size_t{d} * d, 0.0);
+  for (uint32_t i = 0; i < d; ++i) {
+    for (uint32_t j = 0; j <= i; ++j) {
+      double s = a[size_t{i} * d + j];
+      for (uint32_t k = 0; k < j; ++k) s -= l[size_t{i} * d + k] * l[size_t{j} * d + k];
+      if (i == j) {
+        if (!(s > 0.0) || !std::isfinite(s)) return false;
+        l[size_t{i} * d + i] = std::sqrt(s);
+      } else {
+        l[size_t{i} * d + j] = s / l[size_t{j} * d + j];
+      }
+    }
+  }
+  return true;
+}
+
+std::vector<double>& mvn_scratch() {
+  static thread_local std::vector<double> l;
+  return l;
+}
+
 // Index drawn with probability w[i] / sum(w), by a linear scan of the cumulative sum.
 // Zero-weight entries are never returned.
 double categorical_draw(const double* w, uint32_t k, Rng& rng) {
@@ -645,6 +719,7 @@ ParamNames param_names(DistKind k) {
     case DistKind::Binomial: return {{"total_count", "probs", nullptr, nullptr}};
     case DistKind::Weibull: return {{"scale", "concentration", nullptr, nullptr}};
     case DistKind::TruncatedNormal: return {{"mean", "stddev", "low", "high"}};
+    case DistKind::VonMises: return {{"loc", "concentration", nullptr, nullptr}};
     default: return {{nullptr, nullptr, nullptr, nullptr}};
   }
 }
@@ -682,10 +757,11 @@ std::string validate_mixture(const Dist& d, const Where& w) {
     }
     const double code = d.params[off];
     const double nc = d.params[off + 1];
-    if (!(code >= 1.0 && code <= static_cast<double>(kMaxDistKind) - 1.0 &&
-          code == std::floor(code))) {
-      return w.str() + "component " + std::to_string(c) +
-             ": kind_code must be an integer in 1..12 (any kind but Mixture), got " +
+    if (!(code >= 1.0 && code <= static_cast<double>(kMaxDistKind) && code == std::floor(code) &&
+          code != static_cast<double>(DistKind::Mixture) &&
+          code != static_cast<double>(DistKind::MultivariateNormal))) {
+      return w.str() + "component " + std::to_string(c) + ": kind_code must be an integer in 1.." +
+             std::to_string(kMaxDistKind) + " naming a scalar kind (not Mixture or MultivariateNormal), got " +
              fmt_num(code);
     }
     const uint32_t left = d.nparams - off - 2;
@@ -723,6 +799,29 @@ std::string validate_impl(const Dist& d, const Where* parent, uint32_t component
     return w.str() + "params is null but nparams is " + std::to_string(d.nparams);
   }
   if (d.kind == DistKind::Mixture) return validate_mixture(d, w);
+  if (d.kind == DistKind::MultivariateNormal) {
+    const uint64_t n = d.size;
+    if (n < 1) return w.str() + "size (the dimension) must be >= 1, got 0";
+    if (d.nparams != n + n * n) {
+      return w.str() + "nparams must be d + d * d = " + std::to_string(n + n * n) + " (mean, covariance), got " +
+             std::to_string(d.nparams);
+    }
+    std::string err = check_array(w, "mean", d.params, d.size, Req::Finite);
+    if (!err.empty()) return err;
+    const double* c = d.params + n;
+    if (!(err = check_array(w, "covariance_matrix", c, d.nparams - d.size, Req::Finite)).empty()) return err;
+    for (uint64_t i = 0; i < n; ++i)
+      for (uint64_t j = 0; j < i; ++j) {
+        const double a = c[i * n + j], b = c[j * n + i];
+        if (std::fabs(a - b) > 1e-9 * (std::fabs(a) + std::fabs(b)) + 1e-300) {
+          return w.str() + "covariance_matrix must be symmetric, got " + fmt_num(a) + " at (" + std::to_string(i) +
+                 ", " + std::to_string(j) + ") and " + fmt_num(b) + " at (" + std::to_string(j) + ", " +
+                 std::to_string(i) + ")";
+        }
+      }
+    if (!cholesky(c, d.size, mvn_scratch())) return w.str() + "covariance_matrix must be positive definite";
+    return {};
+  }
   if (d.kind == DistKind::Categorical) {
     if (d.size != 1) {
       return w.str() + "size must be 1 (the value is one index), got " + std::to_string(d.size);
@@ -745,6 +844,7 @@ std::string validate_impl(const Dist& d, const Where* parent, uint32_t component
   switch (d.kind) {
     case DistKind::Normal:
     case DistKind::LogNormal:
+    case DistKind::VonMises:
       if (!(err = check_array(w, pn.n[0], p0, n, Req::Finite)).empty()) return err;
       return check_array(w, pn.n[1], p1, n, Req::Positive);
     case DistKind::Uniform:
@@ -804,7 +904,9 @@ bool quick_valid(const Dist& d) {
     for (uint32_t i = 0; i < d.nparams; ++i) total += d.params[i];
     return std::fabs(total - 1.0) <= 1e-6 * static_cast<double>(d.nparams);
   }
-  if (!kind_in_range(d.kind) || d.kind == DistKind::Mixture || d.size < 1) return false;
+  if (!kind_in_range(d.kind) || d.kind == DistKind::Mixture || d.kind == DistKind::MultivariateNormal ||
+      d.size < 1)
+    return false;
   const uint32_t n = d.size;
   if (d.nparams != static_cast<uint64_t>(dist_num_param_arrays(d.kind)) * n) return false;
   const double* p0 = d.params;
@@ -812,6 +914,7 @@ bool quick_valid(const Dist& d) {
   switch (d.kind) {
     case DistKind::Normal:
     case DistKind::LogNormal:
+    case DistKind::VonMises:
       return all_meet(Req::Finite, p0, n) && all_meet(Req::Positive, p1, n);
     case DistKind::Uniform:
       return all_meet(Req::Finite, p0, n) && all_meet(Req::Finite, p1, n) && all_less(p0, p1, n);
@@ -856,6 +959,8 @@ const char* dist_name(DistKind k) {
     case DistKind::Weibull: return "Weibull";
     case DistKind::TruncatedNormal: return "TruncatedNormal";
     case DistKind::Mixture: return "Mixture";
+    case DistKind::VonMises: return "VonMises";
+    case DistKind::MultivariateNormal: return "MultivariateNormal";
   }
   return "Unknown";
 }
@@ -875,6 +980,8 @@ int dist_num_param_arrays(DistKind k) {
     case DistKind::Weibull: return 2;
     case DistKind::TruncatedNormal: return 4;
     case DistKind::Mixture: return -1;
+    case DistKind::VonMises: return 2;
+    case DistKind::MultivariateNormal: return -1;
     case DistKind::None: return 0;
   }
   return 0;
@@ -926,6 +1033,20 @@ void sample(const Dist& d, Rng& rng, double* out) {
     case DistKind::Categorical:
       out[0] = categorical_draw(p0, d.nparams, rng);
       return;
+    case DistKind::VonMises:
+      for (uint32_t i = 0; i < n; ++i) out[i] = von_mises_draw(p0[i], p1[i], rng);
+      return;
+    case DistKind::MultivariateNormal: {
+      std::vector<double>& l = mvn_scratch();
+      if (!cholesky(p0 + n, n, l)) break;  // validated callers never get here
+      for (uint32_t i = 0; i < n; ++i) out[i] = rng.normal();
+      for (uint32_t i = n; i-- > 0;) {  // out = mean + L z, bottom row first so z stays readable
+        double s = p0[i];
+        for (uint32_t j = 0; j <= i; ++j) s += l[size_t{i} * n + j] * out[j];
+        out[i] = s;
+      }
+      return;
+    }
     case DistKind::Poisson:
       for (uint32_t i = 0; i < n; ++i) out[i] = poisson_draw(p0[i], rng);
       return;
@@ -1003,6 +1124,28 @@ double log_prob(const Dist& d, const double* value) {
     case DistKind::Categorical:
       total = lp_categorical(value[0], p0, d.nparams);
       break;
+    case DistKind::VonMises:
+      // torch's density: on the whole real line, periodic in value.
+      for (uint32_t i = 0; i < n; ++i)
+        total += p1[i] * std::cos(value[i] - p0[i]) - std::log(2.0 * M_PI) - log_bessel_i(0, p1[i]);
+      break;
+    case DistKind::MultivariateNormal: {
+      std::vector<double>& l = mvn_scratch();
+      if (!cholesky(p0 + n, n, l)) return kNaN;
+      // Solve L y = x - mean; log p = -|y|^2 / 2 - sum log L_ii - d log sqrt(2 pi).
+      thread_local std::vector<double> y;
+      y.resize(n);
+      double quad = 0.0, logdet = 0.0;
+      for (uint32_t i = 0; i < n; ++i) {
+        double s = value[i] - p0[i];
+        for (uint32_t j = 0; j < i; ++j) s -= l[size_t{i} * n + j] * y[j];
+        y[i] = s / l[size_t{i} * n + i];
+        quad += y[i] * y[i];
+        logdet += std::log(l[size_t{i} * n + i]);
+      }
+      total = -0.5 * quad - logdet - n * kLogSqrt2Pi;
+      break;
+    }
     case DistKind::Poisson:
       for (uint32_t i = 0; i < n; ++i) {
         const double x = value[i];
@@ -1130,6 +1273,8 @@ void support(const Dist& d, double* lo, double* hi) {
   const double* p1 = d.params + n;
   switch (d.kind) {
     case DistKind::Normal:
+    case DistKind::VonMises:
+    case DistKind::MultivariateNormal:
       for (uint32_t i = 0; i < n; ++i) lo[i] = -kInf, hi[i] = kInf;
       return;
     case DistKind::Uniform:
@@ -1188,12 +1333,14 @@ bool in_support(const Dist& d, const double* value) {
   const double* p1 = d.params + n;
   switch (d.kind) {
     case DistKind::Normal:
+    case DistKind::VonMises:
+    case DistKind::MultivariateNormal:
       for (uint32_t i = 0; i < n; ++i)
         if (!std::isfinite(value[i])) return false;
       return true;
     case DistKind::Uniform:
       for (uint32_t i = 0; i < n; ++i)
-        if (!(value[i] >= p0[i] && value[i] <= p1[i])) return false;
+        if (!(value[i] >= p0[i] && value[i] < p1[i])) return false;
       return true;
     case DistKind::Categorical: {
       const double x = value[0];
@@ -1259,6 +1406,8 @@ bool in_kind_support(const Dist& d, const double* value) {
     case DistKind::Normal:
     case DistKind::Uniform:
     case DistKind::TruncatedNormal:
+    case DistKind::VonMises:
+    case DistKind::MultivariateNormal:
       return all([](double x) { return std::isfinite(x); });
     case DistKind::Categorical:  // the number of categories is the model's, not a parameter value
       return in_support(d, value);
@@ -1300,6 +1449,9 @@ void moments_at(const Dist& d, uint32_t i, double* m_out, double* s_out) {
   double v = kNaN;
   switch (d.kind) {
     case DistKind::Normal: m = a, v = b * b; break;
+    // torch's circular variance 1 - I1(k) / I0(k).
+    case DistKind::VonMises: m = a, v = -std::expm1(log_bessel_i(1, b) - log_bessel_i(0, b)); break;
+    case DistKind::MultivariateNormal: m = a, v = d.params[n + size_t{i} * n + i]; break;
     case DistKind::Uniform:
       // From the half-width, which cannot overflow (the variance itself may).
       *m_out = 0.5 * a + 0.5 * b;

@@ -25,15 +25,18 @@ enum class DistKind : uint8_t {
   Weibull = 11,
   TruncatedNormal = 12,
   Mixture = 13,
+  VonMises = 14,
+  MultivariateNormal = 15,
 };
 
 /// Largest valid kind code.
-constexpr int kMaxDistKind = 13;
+constexpr int kMaxDistKind = 15;
 
 /// Name of a kind ("Normal", ...); "None" for None and "Unknown" for codes out of range.
 const char* dist_name(DistKind k);
 
-/// Number of parameter arrays (each `size` doubles long): Normal 2, Uniform 2,
+/// Number of parameter arrays (each `size` doubles long): VonMises 2, MultivariateNormal -1
+/// (its own layout, see Dist), Normal 2, Uniform 2,
 /// Categorical 1 (probs, k doubles), Poisson 1, Bernoulli 1, Beta 2, Exponential 1,
 /// Gamma 2, LogNormal 2, Binomial 2, Weibull 2, TruncatedNormal 4, Mixture -1 (its
 /// own layout, see Dist), None and unknown codes 0.
@@ -57,6 +60,9 @@ bool dist_is_discrete(DistKind k);
 ///   Mixture (size 1): [k, w_0..w_{k-1}, then per component: kind_code, nparams_c,
 ///     params_c...]; every component is a scalar (size 1) distribution of any kind
 ///     except Mixture, and the components are all discrete or all continuous.
+///   VonMises: loc, concentration (element-wise, like Normal).
+///   MultivariateNormal (size d, one joint value): mean[d], then the covariance matrix
+///     row-major (d * d doubles, symmetric positive definite), nparams = d + d * d.
 struct Dist {
   DistKind kind;
   uint32_t size;     ///< number of value elements (1 = scalar); 1 for Categorical and Mixture

@@ -10,7 +10,8 @@ from ._empirical import Empirical
 from ._state import to_tensor
 
 __all__ = ["Distribution", "Normal", "Uniform", "Categorical", "Poisson", "Bernoulli", "Beta", "Exponential",
-           "Gamma", "LogNormal", "Binomial", "Weibull", "TruncatedNormal", "Mixture", "Factor", "Empirical"]
+           "Gamma", "LogNormal", "Binomial", "Weibull", "TruncatedNormal", "Mixture", "VonMises",
+           "MultivariateNormal", "Factor", "Empirical"]
 
 Distribution = _d.Distribution
 
@@ -60,4 +61,6 @@ Binomial = _torch_class(_d.Binomial)
 Weibull = _torch_class(_d.Weibull)
 TruncatedNormal = _torch_class(_d.TruncatedNormal)
 Mixture = _torch_class(_d.Mixture)
+VonMises = _torch_class(_d.VonMises)
+MultivariateNormal = _torch_class(_d.MultivariateNormal)
 Factor = _d.Factor

@@ -126,6 +126,9 @@ class Recorder:
     @property
     def failed(self) -> bool:
         ...
+    @property
+    def in_trace(self) -> bool:
+        ...
 class NativeModel:
     @staticmethod
     def from_function(function: typing.SupportsInt | typing.SupportsIndex, name: str, threads: typing.SupportsInt | typing.SupportsIndex) -> NativeModel:

@@ -541,10 +541,6 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
             begin(i)
             try:
                 result = forward()
-            except KeyboardInterrupt as e:
-                rec.discard()  # stopped part-way: keep only the finished traces
-                e.partial = TraceBatch(rec.take(), None if numeric else results)  # type: ignore[attr-defined]
-                raise
             except Exception as e:
                 rec.fail(f"{type(e).__name__}: {e}")
                 rec.end(math.nan)
@@ -566,6 +562,13 @@ def run_python(forward: Any, rec: "_core.Recorder", handler: Handler, first: int
                 r = _as_result(result)
                 numeric = numeric and (r == r or result is None)
                 end(r)
+    except KeyboardInterrupt as e:
+        # Ctrl-C (wherever it lands): drop the trace in progress, keep the finished ones.
+        if rec.in_trace:
+            rec.discard()
+        finished = rec.take()
+        e.partial = TraceBatch(finished, None if numeric else results[:finished.num_traces])  # type: ignore[attr-defined]
+        raise
     finally:
         run_ended()
         handler_stack.reset(token)

@@ -37,6 +37,7 @@ void Recorder::begin_trace(uint64_t index) {
   type_hash_ = kHashSeed;
   type_dirty_ = false;
   failed_ = stopped_ = false;
+  in_trace_ = true;
   value_begin_ = out_.value_arena.size();
   param_begin_ = out_.param_arena.size();
   code_ = ErrorCode::None;
@@ -51,6 +52,7 @@ void Recorder::begin_trace(uint64_t index) {
 }
 
 bool Recorder::end_trace(double result) {
+  in_trace_ = false;
   const uint64_t end = out_.num_records();
   uint64_t type = type_hash_;
   if (type_dirty_) {  // a rejection loop discarded draws: hash the surviving ones
@@ -79,6 +81,7 @@ bool Recorder::end_trace(double result) {
 }
 
 void Recorder::discard_trace() {
+  in_trace_ = false;
   TraceBatch& b = out_;
   for (auto* v : {&b.rec_trace, &b.rec_address, &b.rec_instance, &b.rec_name, &b.rec_value_offset, &b.rec_value_len,
                   &b.rec_param_offset, &b.rec_param_len})

@@ -66,6 +66,8 @@ class Recorder {
   /// When *stop becomes true the current trace fails at its next draw (stopped() tells).
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
   bool stopped() const { return stopped_; }
+  /// Between begin_trace and end_trace (or discard_trace).
+  bool in_trace() const { return in_trace_; }
   /// Drops the current trace's records (a trace stopped part-way is not kept).
   void discard_trace();
 
@@ -89,6 +91,7 @@ class Recorder {
   double log_prior_ = 0, log_likelihood_ = 0, log_correction_ = 0;
   bool failed_ = false;
   bool stopped_ = false;
+  bool in_trace_ = false;
   const std::atomic<bool>* stop_ = nullptr;
   uint64_t value_begin_ = 0, param_begin_ = 0;  // arena sizes when the trace began
   ErrorCode code_ = ErrorCode::None;

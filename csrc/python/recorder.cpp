@@ -37,6 +37,7 @@ class PyRecorder {
     return rec_->end_trace(result);
   }
   void fail(const std::string& message) { rec_->fail(message, ErrorCode::Simulator); }
+  bool in_trace() const { return rec_->in_trace(); }
   /// Drops the trace in progress (interrupted part-way).
   void discard() {
     current_recorder() = nullptr;
@@ -266,6 +267,7 @@ void register_recorder(py::module_& m) {
       .def_property_readonly("error", &PyRecorder::error)
       .def("take", &PyRecorder::take)
       .def("discard", &PyRecorder::discard, "Drops the trace in progress (interrupted part-way).")
+      .def_property_readonly("in_trace", &PyRecorder::in_trace)
       .def("fast", &fast_methods, "(begin, end, sample, observe) as fast builtins bound to this recorder");
 }
 

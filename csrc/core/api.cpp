@@ -87,8 +87,7 @@ uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed)
 namespace {
 // The frame of the model entry running on this thread (or fiber: ppfast_sample restores
 // it after every call that may switch executions); call-stack addresses stop there.
-// initial-exec: no __tls_get_addr.
-thread_local const void* t_entry __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local const void* t_entry = nullptr;
 }  // namespace
 
 const void* exchange_model_entry(const void* frame) {

@@ -21,8 +21,11 @@ void Observations::set(uint32_t name, std::vector<double> v) {
 }
 
 Recorder*& current_recorder() {
-  // initial-exec: one pointer of static TLS, read on every draw without __tls_get_addr.
-  static thread_local Recorder* current __attribute__((tls_model("initial-exec"))) = nullptr;
+  // Default TLS model, not initial-exec: every simulator library links this core, and
+  // initial-exec TLS in a dlopen'ed library takes glibc's small static-TLS reserve, which a
+  // few loaded simulators (beside torch's own libraries) exhaust: "cannot allocate memory
+  // in static TLS block".
+  static thread_local Recorder* current = nullptr;
   return current;
 }
 

@@ -318,7 +318,7 @@ struct Caches {
   uint64_t generation = 0;
   Cache by_fp, by_unwind;
 };
-thread_local Caches* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local Caches* t_cache = nullptr;
 
 Caches& caches() {
   if (!t_cache) {

@@ -67,6 +67,9 @@ class NativeModel {
       py::gil_scoped_release release;
       run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch, nullptr, &control);
     }
+    // A Ctrl-C that came after the last check is raised here, with the whole run as
+    // `partial`; raised by the interpreter after we return, it would lose the run.
+    if (!raised && PyErr_CheckSignals() != 0) raised = true;
     if (raised) raise_with_partial(std::move(out));
     return out;
   }

@@ -45,6 +45,18 @@ def assert_gum_posterior(emp, what: str = "") -> None:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread and a fixed torch seed for a test (training tests: steady and reproducible)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def gum_python():
     from ppfast.examples.python_models import GUM
 

@@ -29,13 +29,7 @@ SMALL = {"lstm_dim": 64, "observe_embedding_dim": 32, "address_embedding_dim": 1
          "batch_size": 128, "seed": 0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tensorboard_event_file_holds_training_and_validation_loss(tmp_path):

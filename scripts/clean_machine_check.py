@@ -13,17 +13,7 @@ from pathlib import Path
 OBS = {"obs0": 8.0, "obs1": 9.0}
 EXACT_MEAN, EXACT_STD = 7.25, math.sqrt(1 / 1.2)
 
-SIMULATOR = """
-#include <cmath>
-#include <ppfast/ppfast.hpp>
-static double sim() {
-  double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "external/mu", "mu");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
-  return mu;
-}
-PPFAST_MODEL(external_gum, sim)
-"""
+SIMULATOR = (Path(__file__).resolve().parents[1] / "tests" / "data" / "external_gum.cpp").read_text()
 
 CMAKE = """
 cmake_minimum_required(VERSION 3.18)

@@ -63,17 +63,7 @@ def gum_python():
     return GUM()
 
 
-EXTERNAL_GUM = """
-    #include <cmath>
-    #include <ppfast/ppfast.hpp>
-    static double sim() {
-      double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "external/mu", "mu");
-      ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
-      ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
-      return mu;
-    }
-    PPFAST_MODEL(external_gum, sim)
-"""
+EXTERNAL_GUM = (Path(__file__).parent / "data" / "external_gum.cpp").read_text()
 
 
 def build_external(tmp_path: Path, target: str, source: str, build_type: str = "Release") -> Path:

@@ -191,8 +191,9 @@ class Engine:
         self.socket.rcvtimeo = 5000
         self.socket.connect(address)
 
-    def ask(self, request) -> M.Message:
-        self.socket.send(request if isinstance(request, bytes) else M.encode(request))
+    def ask(self, *frames) -> M.Message:
+        """Sends one request (a message or raw bytes); more than one frame: a multipart request."""
+        self.socket.send_multipart([f if isinstance(f, bytes) else M.encode(f) for f in frames])
         return M.decode(self.socket.recv())
 
     def close(self) -> None:

@@ -16,24 +16,11 @@
 #include "ppfast/ppfast.hpp"
 #include "transport/shm/host.hpp"
 
+#include "check.hpp"
+
 extern char** environ;
 
 namespace {
-
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAILED: %s\n", what);
-    ++failures;
-  }
-}
-
-double gum() {
-  double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "mu", "mu");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
-  return mu;
-}
 
 void shared_pool() {
   ppfast::WorkerPool pool(3);

@@ -9,22 +9,9 @@
 #include "core/runner.hpp"
 #include "ppfast/ppfast.hpp"
 
+#include "check.hpp"
+
 namespace {
-
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAILED: %s\n", what);
-    ++failures;
-  }
-}
-
-double gum() {
-  double mu = ppfast::sample(ppfast::Normal(1.0, std::sqrt(5.0)), "mu", "mu");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs0");
-  ppfast::observe(ppfast::Normal(mu, std::sqrt(2.0)), "obs1");
-  return mu;
-}
 
 double rejection() {
   double u;

@@ -11,19 +11,13 @@
 #include "core/address_table.hpp"
 #include "transport/shm/host.hpp"
 
+#include "check.hpp"
+
 extern char** environ;
 
 namespace {
 
 using namespace ppfast::shm;
-
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAILED: %s\n", what);
-    ++failures;
-  }
-}
 
 template <class T>
 const T* col(const Batch& b, int c) {

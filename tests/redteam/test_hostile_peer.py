@@ -17,27 +17,9 @@ from ppfast.errors import PeerGoneError, ProtocolError  # noqa: E402
 from ppfast.models.remote import ExampleServer  # noqa: E402
 from ppfast.ppx import messages as M  # noqa: E402
 from test_ppx_client import Peer  # noqa: E402
+from test_ppx_server import Engine  # noqa: E402
 
 pytestmark = pytest.mark.remote
-
-
-class Engine:
-    """A raw REQ socket speaking (or not) PPX to a server."""
-
-    def __init__(self, address: str):
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.REQ)
-        self.socket.linger = 0
-        self.socket.rcvtimeo = 5000
-        self.socket.connect(address)
-
-    def ask(self, *frames: bytes) -> M.Message:
-        self.socket.send_multipart(list(frames))
-        return M.decode(self.socket.recv())
-
-    def close(self) -> None:
-        self.socket.close()
-        self.context.term()
 
 
 @pytest.fixture

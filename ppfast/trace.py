@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -44,35 +44,108 @@ def address_name(i: int) -> str:
     return _address_cache[i]
 
 
+# Columns that index into the batch, by the group of the column a chunk's index is shifted by.
+_SHIFTED = {("records", "trace"): "traces", ("records", "value_offset"): "values",
+            ("records", "param_offset"): "params", ("traces", "begin"): "records", ("traces", "end"): "records",
+            ("traces", "message"): "messages"}
+
+
+class _ChunkedColumns(Mapping):
+    """One group of columns (records, traces or arenas) of a batch made of several native
+    chunks: a column is concatenated on first access, the indices it holds shifted to the
+    whole batch, so a run's chunks are never merged as a whole (results and weights are
+    all most runs read)."""
+
+    def __init__(self, group: str, chunks: List[Dict[str, Dict[str, np.ndarray]]], offsets: Dict[str, List[int]]):
+        self._group, self._chunks, self._offsets = group, chunks, offsets
+        self._done: Dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        col = self._done.get(key)
+        if col is None:
+            col = np.concatenate([c[self._group][key] for c in self._chunks])
+            shift = _SHIFTED.get((self._group, key))
+            if shift is not None:
+                begin = 0
+                for c, off in zip(self._chunks, self._offsets[shift]):
+                    end = begin + len(c[self._group][key])
+                    if off:
+                        col[begin:end] += col.dtype.type(off)
+                    begin = end
+            col.flags.writeable = False
+            self._done[key] = col
+        return col
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chunks[0][self._group])
+
+    def __len__(self) -> int:
+        return len(self._chunks[0][self._group])
+
+
 class TraceBatch:
     """A finished batch of traces.  ``objects`` holds non-numeric results of Python
-    models (one per trace), else None."""
+    models (one per trace), else None.  ``native``: a native batch, or a list of them (the
+    chunks of one run, in order: columns are views of a single chunk, or concatenated on
+    first access)."""
 
-    def __init__(self, native: "_core.TraceBatch", objects: Optional[List[Any]] = None):
-        self._native = native
-        cols = native.columns()
-        self.records: Dict[str, np.ndarray] = cols["records"]
-        self.traces: Dict[str, np.ndarray] = cols["traces"]
-        self.arenas: Dict[str, np.ndarray] = cols["arenas"]
+    def __init__(self, native: Any, objects: Optional[List[Any]] = None):
+        chunks = list(native) if isinstance(native, (list, tuple)) else [native]
+        if not chunks:
+            chunks = [_core.TraceBatch()]
+        self._chunks = chunks
+        self._whole = chunks[0] if len(chunks) == 1 else None
+        cols = [c.columns() for c in chunks]
+        if len(chunks) == 1:
+            self.records: Mapping[str, np.ndarray] = cols[0]["records"]
+            self.traces: Mapping[str, np.ndarray] = cols[0]["traces"]
+            self.arenas: Mapping[str, np.ndarray] = cols[0]["arenas"]
+        else:
+            sizes = {"traces": [c.num_traces for c in chunks], "records": [c.num_records for c in chunks],
+                     "values": [len(c["arenas"]["values"]) for c in cols],
+                     "params": [len(c["arenas"]["params"]) for c in cols],
+                     "messages": [len(c.messages) for c in chunks]}
+            offsets = {k: [0, *np.cumsum(v[:-1]).tolist()] for k, v in sizes.items()}
+            self.records = _ChunkedColumns("records", cols, offsets)
+            self.traces = _ChunkedColumns("traces", cols, offsets)
+            self.arenas = _ChunkedColumns("arenas", cols, offsets)
         self.objects = objects
+
+    @property
+    def _native(self) -> Any:
+        """The batch as one native batch (chunks are merged into one the first time)."""
+        if self._whole is None:
+            self._whole = _core.TraceBatch.concat(self._chunks)
+            self._chunks = [self._whole]
+        return self._whole
+
+    @_native.setter
+    def _native(self, value: Any) -> None:
+        self._whole = value
+        self._chunks = [] if value is None else [value]
 
     @classmethod
     def concat(cls, batches: Sequence["TraceBatch"]) -> "TraceBatch":
+        """The batches as one (their chunks are kept, not copied; batches living elsewhere,
+        e.g. in shared memory, are copied into a native batch)."""
         if len(batches) == 1:
             return batches[0]
         objects = None
         if any(b.objects is not None for b in batches):
             objects = [o for b in batches for o in (b.objects if b.objects is not None else b.traces["result"].tolist())]
-        # Batches living elsewhere (e.g. shared memory) are copied into one native batch.
-        natives = [b._native if isinstance(b._native, _core.TraceBatch) else b._native.to_batch() for b in batches]
-        return cls(_core.TraceBatch.concat(natives), objects)
+        chunks = [c if isinstance(c, _core.TraceBatch) else c.to_batch() for b in batches for c in b._chunks]
+        return cls(chunks, objects)
 
     def __len__(self) -> int:
-        return self._native.num_traces
+        return sum(c.num_traces for c in self._chunks)
 
     @property
     def num_records(self) -> int:
-        return self._native.num_records
+        return sum(c.num_records for c in self._chunks)
+
+    @property
+    def _messages(self) -> List[str]:
+        return [m for c in self._chunks for m in c.messages]
 
     @property
     def results(self) -> Any:
@@ -93,7 +166,7 @@ class TraceBatch:
         return np.flatnonzero(self.traces["status"])
 
     def error(self, i: int) -> str:
-        return self._native.messages[int(self.traces["message"][i])]
+        return self._messages[int(self.traces["message"][i])]
 
     def to_torch(self) -> Dict[str, Any]:
         """The columns as torch tensors sharing this batch's memory."""
@@ -150,7 +223,7 @@ class TraceBatch:
         if what == "traces":
             t = self.traces
             failed = t["status"] != 0
-            messages = self._native.messages
+            messages = self._messages
             # Message ids shifted by one, so that 0 means "no error" (missing).
             error = _categories(np.where(failed, t["message"].astype(np.int64) + 1, 0), lambda i: messages[i - 1],
                                 zero_missing=True)

@@ -144,16 +144,17 @@ void check_unrecorded_draws(uint64_t before) {
                              "were not recorded; draw on that thread (or run one trace per thread)");
 }
 
-void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
-                const Observations* observations, TraceBatch& out, const PolicyFactory& policies,
-                RunControl* control) {
+std::vector<std::shared_ptr<TraceBatch>> run_trace_parts(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed,
+                                                         uint64_t first, uint64_t count,
+                                                         const Observations* observations,
+                                                         const PolicyFactory& policies, RunControl* control) {
   ActiveRun active;
   const uint64_t unrecorded = unrecorded_draws();
   // Supervised, the caller does not simulate: one worker fewer.
   const size_t workers = static_cast<size_t>(std::max(1, pool.size() - (control ? 1 : 0)));
   const size_t slots = static_cast<size_t>(pool.size());
-  // One contiguous chunk per worker: chunk 0 is recorded straight into `out` and only the
-  // others are appended afterwards, so most of the data is written once.
+  // One contiguous range per worker, recorded into a batch of its own that is handed back
+  // as it is: no merge copies the run.
   const uint64_t chunk = std::max<uint64_t>(1024, (count + workers - 1) / workers);
   const size_t nchunks = static_cast<size_t>((count + chunk - 1) / chunk);
   std::vector<std::shared_ptr<TraceBatch>> parts(nchunks);
@@ -162,17 +163,19 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
     for (size_t w = 0; w < slots; ++w) worker_policies[w] = policies(static_cast<int>(w));
   const std::atomic<bool>* stop = control ? &control->stop : nullptr;
   auto run_chunk = [&](size_t c, int worker) {
-    TraceBatch* target = &out;
-    if (c > 0) {
-      parts[c] = BatchPool::global().acquire();
-      target = parts[c].get();
-    }
-    Recorder r(*target, observations, seed, worker_policies[worker].get());
+    parts[c] = BatchPool::global().acquire();
+    TraceBatch& target = *parts[c];
+    Recorder r(target, observations, seed, worker_policies[worker].get());
     r.set_stop(stop);
     RecorderScope scope(&r);
     const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
+    // After a few traces, size every column for the whole range from what they used so
+    // far: one early reallocation instead of doubling (each doubling copies the batch and
+    // touches fresh pages).
+    const uint64_t probe = begin + kSizingTraces;
     for (uint64_t i = begin; i < end; ++i) {
       if (stop && stop->load(std::memory_order_relaxed)) return;
+      if (i == probe) target.reserve_scaled(double(end - begin) / double(kSizingTraces));
       r.begin_trace(i);
       double result = execute(fn, r);
       if (r.stopped()) {
@@ -190,10 +193,22 @@ void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t fi
     pool.run(nchunks, run_chunk);
   }
   check_unrecorded_draws(unrecorded);
-  std::vector<const TraceBatch*> rest;
-  for (size_t c = 1; c < nchunks; ++c)
-    if (parts[c]) rest.push_back(parts[c].get());
-  if (!rest.empty()) out.append_all(rest);
+  // A range a stopped run never started has no batch.
+  parts.erase(std::remove(parts.begin(), parts.end(), nullptr), parts.end());
+  return parts;
+}
+
+void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,
+                const Observations* observations, TraceBatch& out, const PolicyFactory& policies,
+                RunControl* control) {
+  auto parts = run_trace_parts(pool, fn, seed, first, count, observations, policies, control);
+  if (parts.size() == 1 && out.num_traces() == 0 && out.num_records() == 0) {
+    std::swap(out, *parts[0]);  // the common single-range run: no copy
+    return;
+  }
+  std::vector<const TraceBatch*> natives;
+  for (const auto& p : parts) natives.push_back(p.get());
+  out.append_all(natives);
 }
 
 }  // namespace ppfast

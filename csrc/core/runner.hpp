@@ -70,7 +70,20 @@ struct RunControl {
   std::atomic<bool> stop{false};
 };
 
-/// Appends traces [first, first + count) of `fn` to `out`.  With `control`, the traces
+/// Traces [first, first + count) of `fn` as one batch per worker's range, in trace order
+/// (their concatenation is the run).  With `control`, the traces run on the pool's threads
+/// (the caller supervises) and each batch may end with a prefix of its range when
+/// control->stop was set.
+std::vector<std::shared_ptr<TraceBatch>> run_trace_parts(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed,
+                                                         uint64_t first, uint64_t count,
+                                                         const Observations* observations,
+                                                         const PolicyFactory& policies = nullptr,
+                                                         RunControl* control = nullptr);
+
+/// Traces after which a range's batch is sized for the whole range (run_trace_parts).
+constexpr uint64_t kSizingTraces = 256;
+
+/// Appends traces [first, first + count) of `fn` to `out` (run_trace_parts, merged).  With `control`, the traces
 /// run on the pool's threads (the caller supervises) and `out` may end with a prefix of
 /// each worker's range when control->stop was set.
 void run_traces(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,

@@ -50,6 +50,9 @@ struct TraceBatch {
   /// Appends all of `parts` after reserving the exact total of every column, so each
   /// byte is copied once (no growth reallocations, no pages touched twice).
   void append_all(const std::vector<const TraceBatch*>& parts);
+  /// Reserves every column for `factor` times its current size (a batch that has recorded
+  /// a sample of a run's traces, sized for the whole run).
+  void reserve_scaled(double factor);
   /// Bytes allocated by the columns (capacity, not size).
   size_t capacity_bytes() const;
 };

@@ -51,8 +51,10 @@ class NativeModel {
     return std::make_unique<WorkerPool>(std::max(threads, 1) + 1);
   }
 
-  PyTraceBatch run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs) {
-    PyTraceBatch out{BatchPool::global().acquire()};
+  /// The run's batches, one per worker's range in trace order (their concatenation is
+  /// the run; Python's TraceBatch keeps them as chunks, so nothing is merged).
+  std::vector<PyTraceBatch> run(uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs) {
+    std::vector<std::shared_ptr<TraceBatch>> parts;
     RunControl control;
     bool raised = false;
     control.supervise = [&] {
@@ -65,12 +67,21 @@ class NativeModel {
     };
     {
       py::gil_scoped_release release;
-      run_traces(*pool_, info_->run, seed, first, count, obs.get(), *out.batch, nullptr, &control);
+      parts = run_trace_parts(*pool_, info_->run, seed, first, count, obs.get(), nullptr, &control);
     }
     // A Ctrl-C that came after the last check is raised here, with the whole run as
     // `partial`; raised by the interpreter after we return, it would lose the run.
     if (!raised && PyErr_CheckSignals() != 0) raised = true;
-    if (raised) raise_with_partial(std::move(out));
+    if (raised) {
+      PyTraceBatch partial{BatchPool::global().acquire()};
+      std::vector<const TraceBatch*> natives;
+      for (const auto& p : parts) natives.push_back(p.get());
+      partial.batch->append_all(natives);
+      raise_with_partial(std::move(partial));
+    }
+    std::vector<PyTraceBatch> out;
+    for (auto& p : parts) out.push_back(PyTraceBatch{std::move(p)});
+    if (out.empty()) out.push_back(PyTraceBatch{BatchPool::global().acquire()});
     return out;
   }
 

@@ -165,7 +165,7 @@ class ColumnBatch(TraceBatch):
         """Wraps any TraceBatch (zero-copy)."""
         if isinstance(batch, ColumnBatch):
             return batch
-        return cls(batch.records, batch.traces, batch.arenas, batch._native.messages, batch.objects, owner=batch)
+        return cls(batch.records, batch.traces, batch.arenas, batch._messages, batch.objects, owner=batch)
 
     @classmethod
     def empty(cls) -> "ColumnBatch":
@@ -179,6 +179,10 @@ class ColumnBatch(TraceBatch):
     @property
     def num_records(self) -> int:
         return len(self.records["trace"])
+
+    @property
+    def _messages(self) -> List[str]:
+        return self.messages
 
     def error(self, i: int) -> str:
         if not self.traces["status"][i]:

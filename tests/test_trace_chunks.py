@@ -1,0 +1,56 @@
+"""A run's batch is the list of its per-worker (and per-call) chunks behind the one column
+API: nothing is merged until a column is read, and the columns equal a merged batch's."""
+
+import numpy as np
+
+import ppfast
+import ppfast.examples
+from ppfast.trace import TraceBatch
+
+GROUPS = ("records", "traces", "arenas")
+
+
+def _assert_same_columns(a, b):
+    for group in GROUPS:
+        x, y = getattr(a, group), getattr(b, group)
+        assert sorted(x.keys()) == sorted(y.keys())
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=f"{group}.{k}")
+
+
+def test_per_worker_chunks_read_as_the_single_thread_batch():
+    one = ppfast.examples.load("hundred", threads=1).prior_batch(3000, seed=4, progress=False)
+    three = ppfast.examples.load("hundred", threads=3).prior_batch(3000, seed=4, progress=False)
+    assert len(one._chunks) == 1 and len(three._chunks) == 3  # one range per worker, kept apart
+    assert len(three) == 3000 and three.num_records == one.num_records
+    # trace, begin, end, value / param offsets are shifted to the whole batch
+    _assert_same_columns(one, three)
+    assert three.records["trace"][-1] == 2999 and three.traces["end"][-1] == three.num_records
+
+
+def test_concat_keeps_chunks_and_merges_only_for_native_consumers():
+    model = ppfast.examples.load("gum", threads=2)
+    a = model.simulate(2500, seed=5, first=0, progress=False)
+    b = model.simulate(2500, seed=5, first=2500, progress=False)
+    whole = model.simulate(5000, seed=5, progress=False)
+    joined = TraceBatch.concat([a, b])
+    assert all(x is y for x, y in zip(joined._chunks, a._chunks + b._chunks))  # not copied
+    _assert_same_columns(whole, joined)
+    merged = TraceBatch(joined._native)  # one native batch, for C++ consumers
+    assert len(merged._chunks) == 1
+    _assert_same_columns(whole, merged)
+
+
+def test_chunked_columns_are_read_only_and_error_messages_follow_their_chunk():
+    model = ppfast.examples.load("gum", threads=2)
+    batch = model.simulate(3000, seed=1, progress=False)
+    col = batch.traces["log_prior"]
+    assert not col.flags.writeable and batch.traces["log_prior"] is col  # concatenated once
+    # A failed trace in the second of two batches: its message index is shifted past the
+    # first batch's messages.
+    # (obs1 has no value in a run that requires every observation: each trace fails.)
+    bad = model.simulate(10, observe={"obs0": 8.0}, required=True, seed=1, on_error="skip", progress=False)
+    joined = TraceBatch.concat([bad, bad])
+    assert len(joined.failed) == 20
+    assert joined.error(int(joined.failed[-1])) == bad.error(int(bad.failed[-1]))
+    assert joined.traces["message"][-1] == len(joined._messages) - 1

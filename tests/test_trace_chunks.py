@@ -54,3 +54,20 @@ def test_chunked_columns_are_read_only_and_error_messages_follow_their_chunk():
     assert len(joined.failed) == 20
     assert joined.error(int(joined.failed[-1])) == bad.error(int(bad.failed[-1]))
     assert joined.traces["message"][-1] == len(joined._messages) - 1
+
+
+def test_recorded_normal_observes_equal_the_distribution_log_prob_bit_for_bit():
+    # The recorder's fused Normal observe (cached log stddev) against the general
+    # log-density, on every recorded observe of an IS run and of a prior run (simulated
+    # observations).
+    from ppfast.distributions import Normal
+    from ppfast.trace import RecordKind
+
+    model = ppfast.examples.load("gum", threads=2)
+    for observe in ({"obs0": 8.0, "obs1": 9.0}, None):
+        batch = model.simulate(2000, observe=observe, seed=7, progress=False)
+        rec = batch.records
+        obs = np.flatnonzero(rec["kind"] == RecordKind.OBSERVE)
+        mu = rec["value"][rec["kind"] == RecordKind.SAMPLE][rec["trace"][obs]]
+        expected = [float(Normal(m, np.sqrt(2.0)).log_prob(x)) for m, x in zip(mu[:300], rec["value"][obs][:300])]
+        np.testing.assert_array_equal(rec["log_prob"][obs][:300], expected)

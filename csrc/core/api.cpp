@@ -2,6 +2,8 @@
 // a standalone prior sampler when no run is active.
 #include <atomic>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <random>
 
 #include "core/address_table.hpp"
@@ -12,7 +14,18 @@
 namespace ppfast {
 namespace {
 
-Dist as_dist(const ppfast_dist* d) { return Dist{DistKind(d->kind), d->size, d->nparams, d->params}; }
+// kind and size are written with one 8-byte store: the recorder tests both with one 8-byte
+// load (kind == Normal && size == 1), which a byte store and a 4-byte store cannot forward
+// to, a stall on every draw.
+static_assert(sizeof(DistKind) == 1 && offsetof(Dist, size) == 4, "Dist layout");
+Dist as_dist(const ppfast_dist* d) {
+  Dist out;
+  const uint64_t head = uint64_t(d->kind) | uint64_t(d->size) << 32;
+  std::memcpy(static_cast<void*>(&out), &head, sizeof head);
+  out.nparams = d->nparams;
+  out.params = d->params;
+  return out;
+}
 
 Rng& standalone_rng() {
   thread_local Rng rng = [] {

@@ -270,7 +270,7 @@ double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const d
     scratch_.resize(d.size);
     ppfast::sample(d, rng_, scratch_.data());
     append(RecordKind::Observe, 0, &d, address, instance, name, scratch_.data(), d.size,
-           log_prob(d, scratch_.data()));
+           observe_log_prob(d, scratch_.data()));
     return 0;
   }
   if (n != d.size) {
@@ -280,7 +280,7 @@ double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const d
     fail(msg.str(), ErrorCode::OutOfSupport);
     return 0;
   }
-  double lp = log_prob(d, value);
+  double lp = observe_log_prob(d, value);
   // A value impossible under this trace's parameters (Uniform(th - 0.5, th + 0.5) observed
   // far from th) gives the trace weight zero; one impossible under every parameter value
   // of the distribution (Poisson observed at -1 or 2.5, Bernoulli at 3, a NaN) is a
@@ -295,6 +295,20 @@ double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const d
   log_likelihood_ += lp;
   append(RecordKind::Observe, kObserved, &d, address, instance, name, value, n, lp);
   return lp;
+}
+
+double Recorder::observe_log_prob(const Dist& d, const double* value) {
+  if (d.kind != DistKind::Normal || d.size != 1) return log_prob(d, value);
+  // The common observe site: log(stddev) cached across observes (apart from sample()'s
+  // cache, as models often observe with one stddev and sample with another); the same
+  // arithmetic as log_prob, so the result is bit-identical.
+  const double mean = d.params[0], sd = d.params[1];
+  if (sd != observe_sd_) {
+    observe_sd_ = sd;
+    observe_log_sd_ = std::log(sd);
+  }
+  const double z = (value[0] - mean) / sd;
+  return -0.5 * z * z - observe_log_sd_ - 0.918938533204672741780329736406;  // log(sqrt(2 pi))
 }
 
 void Recorder::tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {

@@ -76,6 +76,8 @@ class Recorder {
   void append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance, uint32_t name,
               const double* value, uint32_t n, double log_prob);
   std::string site(uint32_t address, uint32_t name) const;
+  /// log_prob(d, value) of an observe, with a fused Normal.
+  double observe_log_prob(const Dist& d, const double* value);
 
   TraceBatch& out_;
   const Observations* observations_;
@@ -103,7 +105,8 @@ class Recorder {
   std::vector<uint32_t> touched_;
   std::vector<double> scratch_;
   double cached_sd_ = 1.0, cached_log_sd_ = 0.0;  // log(stddev) of the last Normal draw
-  double cached_width_ = 1.0, cached_log_width_ = 0.0;  // -log(high - low) of the last Uniform draw
+  double cached_width_ = 1.0, cached_log_width_ = 0.0;
+  double observe_sd_ = 1.0, observe_log_sd_ = 0.0;  // log(stddev) of the last Normal observe  // -log(high - low) of the last Uniform draw
 };
 
 /// The recorder of the calling thread (nullptr outside a run).

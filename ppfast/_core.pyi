@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'pooled_bytes', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
+__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmGuidedRun', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'pooled_bytes', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
 class ErrorCode:
     """
     Members:
@@ -193,12 +193,25 @@ class ShmTraceBatch:
     @property
     def num_traces(self) -> int:
         ...
+class ShmGuidedRun:
+    def advance(self) -> int:
+        ...
+    def answer(self, arg0: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], arg1: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32], arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32], arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:
+        ...
+    def requests(self) -> dict[typing.Any, typing.Any]:
+        ...
+    def take(self) -> ShmTraceBatch:
+        ...
 class ShmHost:
     def __init__(self, argv: collections.abc.Sequence[str], env: collections.abc.Sequence[str], workers: typing.SupportsInt | typing.SupportsIndex, timeout: typing.SupportsFloat | typing.SupportsIndex, startup_timeout: typing.SupportsFloat | typing.SupportsIndex, max_restarts: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def close(self) -> None:
         ...
+    def guided(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], required: bool, slots: typing.SupportsInt | typing.SupportsIndex, stack_bytes: typing.SupportsInt | typing.SupportsIndex) -> ShmGuidedRun:
+        ...
     def run(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], required: bool) -> ShmTraceBatch:
+        ...
+    def run_chains(self, seed: typing.SupportsInt | typing.SupportsIndex, kernel: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex, prior_mix: typing.SupportsFloat | typing.SupportsIndex, burn_in: typing.SupportsInt | typing.SupportsIndex, thinning: typing.SupportsInt | typing.SupportsIndex, max_attempts: typing.SupportsInt | typing.SupportsIndex, stop_on_error: bool, target_steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], start: typing.Any, start_trace: typing.SupportsInt | typing.SupportsIndex) -> tuple[typing.Any, ...]:
         ...
     @property
     def arena(self) -> tuple[int, int, int]:

@@ -33,6 +33,17 @@ def branching_exact(max_r: int = 60) -> np.ndarray:
     return post / post.sum()
 
 
+def assert_mean_close(chains: np.ndarray, expected: float, sd: float, what: str, k: float = 5.0) -> float:
+    """|mean - expected| < k standard errors, the standard error from the chains' ESS."""
+    from ppfast import diagnostics
+
+    ess = diagnostics.ess(chains)
+    assert ess > 300, f"{what}: ESS {ess:.0f} too small for a meaningful check"
+    se = sd / math.sqrt(ess)
+    assert abs(chains.mean() - expected) < k * se, (what, chains.mean(), expected, se)
+    return ess
+
+
 def assert_gum_posterior(emp, what: str = "") -> None:
     """Mean and stddev within 5 standard errors given the effective sample size."""
     ess = emp.effective_sample_size

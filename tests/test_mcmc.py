@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, branching_exact
+from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_mean_close, branching_exact
 
 import ppfast
 import ppfast.examples
@@ -23,15 +23,6 @@ ENGINES = [pytest.param(LMH, id="lmh"), pytest.param(RMH, id="rmh")]
 
 def _model(kind: str, name: str):
     return ppfast.examples.load(name) if kind == "embedded" else ppfast.examples.load(name, mode="python")
-
-
-def assert_mean_close(chains: np.ndarray, expected: float, sd: float, what: str, k: float = 5.0) -> float:
-    """|mean - expected| < k standard errors, the standard error from the chains' ESS."""
-    ess = diagnostics.ess(chains)
-    assert ess > 300, f"{what}: ESS {ess:.0f} too small for a meaningful check"
-    se = sd / math.sqrt(ess)
-    assert abs(chains.mean() - expected) < k * se, (what, chains.mean(), expected, se)
-    return ess
 
 
 # --------------------------------------------------------------------------- GUM

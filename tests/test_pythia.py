@@ -174,7 +174,7 @@ def test_addresses_are_identical_in_separate_processes_and_modes(name):
     assert dump_addresses(name, "ppx") == first  # a PPX server: the host draws, the same streams
 
 
-def test_rmh_chains_on_pythia_tau_are_identical_embedded_and_over_ppx():
+def test_rmh_chains_on_pythia_tau_are_identical_embedded_over_shm_and_over_ppx():
     from ppfast.models.remote import ExampleServer
 
     embedded = ppfast.examples.load("pythia_tau")
@@ -188,14 +188,17 @@ def test_rmh_chains_on_pythia_tau_are_identical_embedded_and_over_ppx():
     server = ExampleServer("pythia_tau", idle_timeout=60, quiet=True)
     try:
         remote = ppfast.RemoteModel(server.address, timeout=60)
-        chains = [m.posterior(25, **kw).batch for m in (embedded, remote)]
+        with ppfast.examples.load("pythia_tau", mode="shm", workers=1) as shm:
+            chains = [m.posterior(25, **kw).batch for m in (embedded, remote, shm)]
     finally:
         server.close()
-    a, b = chains
+    a = chains[0]
     assert a.mcmc.accepted[0] > 0
-    np.testing.assert_array_equal(a.values_of("momentum"), b.values_of("momentum"))
-    np.testing.assert_array_equal(a.traces["trace_type"], b.traces["trace_type"])
-    np.testing.assert_array_equal(a.records["value"], b.records["value"])
+    for b in chains[1:]:
+        np.testing.assert_array_equal(a.values_of("momentum"), b.values_of("momentum"))
+        np.testing.assert_array_equal(a.traces["trace_type"], b.traces["trace_type"])
+        np.testing.assert_array_equal(a.records["value"], b.records["value"])
+        np.testing.assert_array_equal(a.mcmc.accepted, b.mcmc.accepted)
 
 
 def test_pythia_tau_observes_the_calorimeter():

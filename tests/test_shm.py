@@ -333,7 +333,8 @@ def test_host_and_simulator_under_sanitizers(tmp_path):
     no use-after-free of a block that outlives its batch and host, no overflow, no UB,
     through a crash and restart."""
     root = Path(__file__).resolve().parents[1]
-    names = ("address_table", "api", "distributions", "recorder", "runner", "stack_address", "trace_batch")
+    names = ("address_table", "api", "distributions", "guided", "mcmc", "recorder", "runner", "stack_address",
+             "trace_batch")
     core = [root / "csrc" / "core" / f"{f}.cpp" for f in names]
     shm = root / "csrc" / "transport" / "shm"
     flags = ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",

@@ -392,6 +392,34 @@ MHNativeRunner::MHNativeRunner(ppfast_model_fn fn, int threads, std::shared_ptr<
                                uint64_t seed)
     : fn_(fn), pool_(threads), observations_(std::move(observations)), seed_(seed) {}
 
+void mh_initialize_chain(MHChain& chain, ppfast_model_fn fn, Recorder& r, TraceBatch& scratch, uint32_t max_attempts,
+                         bool stop_on_error) {
+  for (uint32_t a = 0; a < max_attempts && !chain.started(); ++a) {
+    chain.prepare_initial();
+    scratch.clear();
+    r.begin_trace(chain.initial_index(a));
+    const double result = execute(fn, r);
+    r.end_trace(result);
+    if ((chain.offer_initial(scratch, r.error_code()) & kMHError) && stop_on_error) break;
+  }
+}
+
+void mh_run_chain(MHChain& chain, ppfast_model_fn fn, Recorder& r, TraceBatch& scratch, uint64_t steps,
+                  bool stop_on_error, void (*after_step)(void*), void* context) {
+  if (!chain.started() || chain.steps() >= chain.target_steps) return;
+  const uint64_t n = std::min(steps, chain.target_steps - chain.steps());
+  for (uint64_t k = 0; k < n; ++k) {
+    const uint64_t index = chain.prepare();
+    scratch.clear();
+    r.begin_trace(index);
+    const double result = execute(fn, r);
+    r.end_trace(result);
+    const int flags = chain.finish(scratch, r.error_code());
+    if (after_step) after_step(context);
+    if ((flags & kMHError) && stop_on_error) break;
+  }
+}
+
 void MHNativeRunner::initialize(const std::vector<MHChain*>& chains, uint32_t max_attempts, bool stop_on_error) {
   pool_.run(chains.size(), [&](size_t c, int) {
     MHChain& chain = *chains[c];
@@ -399,14 +427,7 @@ void MHNativeRunner::initialize(const std::vector<MHChain*>& chains, uint32_t ma
     auto scratch = BatchPool::global().acquire();
     Recorder r(*scratch, observations_.get(), seed_, chain.policy());
     RecorderScope scope(&r);
-    for (uint32_t a = 0; a < max_attempts && !chain.started(); ++a) {
-      chain.prepare_initial();
-      scratch->clear();
-      r.begin_trace(chain.initial_index(a));
-      const double result = execute(fn_, r);
-      r.end_trace(result);
-      if ((chain.offer_initial(*scratch, r.error_code()) & kMHError) && stop_on_error) break;
-    }
+    mh_initialize_chain(chain, fn_, r, *scratch, max_attempts, stop_on_error);
   });
 }
 
@@ -414,18 +435,10 @@ void MHNativeRunner::run(const std::vector<MHChain*>& chains, uint64_t steps, bo
   pool_.run(chains.size(), [&](size_t c, int) {
     MHChain& chain = *chains[c];
     if (!chain.started() || chain.steps() >= chain.target_steps) return;
-    const uint64_t n = std::min(steps, chain.target_steps - chain.steps());
     auto scratch = BatchPool::global().acquire();
     Recorder r(*scratch, observations_.get(), seed_, chain.policy());
     RecorderScope scope(&r);
-    for (uint64_t k = 0; k < n; ++k) {
-      const uint64_t index = chain.prepare();
-      scratch->clear();
-      r.begin_trace(index);
-      const double result = execute(fn_, r);
-      r.end_trace(result);
-      if ((chain.finish(*scratch, r.error_code()) & kMHError) && stop_on_error) break;
-    }
+    mh_run_chain(chain, fn_, r, *scratch, steps, stop_on_error);
   });
 }
 

@@ -179,6 +179,16 @@ class MHChain {
   ErrorCode last_error_code_ = ErrorCode::None;
 };
 
+/// Finds `chain`'s start state with `fn` recorded by `r` into `scratch` (r's batch), at
+/// most `max_attempts` executions; a failure other than a zero likelihood stops the
+/// search when `stop_on_error`.  The drivers' common body (threads, simulator processes).
+void mh_initialize_chain(MHChain& chain, ppfast_model_fn fn, Recorder& r, TraceBatch& scratch, uint32_t max_attempts,
+                         bool stop_on_error);
+/// Runs up to `steps` more steps of `chain` (never past its target_steps), calling
+/// `after_step` after each; stops at the first execution error when `stop_on_error`.
+void mh_run_chain(MHChain& chain, ppfast_model_fn fn, Recorder& r, TraceBatch& scratch, uint64_t steps,
+                  bool stop_on_error, void (*after_step)(void*) = nullptr, void* context = nullptr);
+
 /// Runs chains of an embedded simulator on worker threads, one chain per task.
 class MHNativeRunner {
  public:

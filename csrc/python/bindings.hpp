@@ -10,6 +10,10 @@
 #include "core/recorder.hpp"
 #include "core/trace_batch.hpp"
 
+namespace ppfast {
+struct RequestBatch;
+}
+
 namespace ppfast::python {
 namespace py = pybind11;
 
@@ -38,6 +42,9 @@ struct PyTraceBatch {
 
 /// Observations from a Python dict {name id: float | array}.
 std::shared_ptr<Observations> make_observations(const py::dict& values, bool required);
+
+/// A guided run's pending requests as numpy arrays (what the proposal server reads).
+py::dict request_dict(const ::ppfast::RequestBatch& r);
 
 void register_errors(py::module_& m);
 void register_distributions(py::module_& m);

@@ -21,25 +21,6 @@ py::array_t<T> copy(const std::vector<T>& v) {
   return a;
 }
 
-py::dict request_dict(const RequestBatch& r) {
-  py::dict d;
-  d["slot"] = copy(r.slot);
-  d["address"] = copy(r.address);
-  d["instance"] = copy(r.instance);
-  d["dist"] = copy(r.dist);
-  d["first"] = copy(r.first);
-  d["param_offset"] = copy(r.param_offset);
-  d["param_len"] = copy(r.param_len);
-  d["prev_address"] = copy(r.prev_address);
-  d["prev_instance"] = copy(r.prev_instance);
-  d["prev_dist"] = copy(r.prev_dist);
-  d["prev_value"] = copy(r.prev_value);
-  d["prev_param_offset"] = copy(r.prev_param_offset);
-  d["prev_param_len"] = copy(r.prev_param_len);
-  d["params"] = copy(r.params);
-  return d;
-}
-
 template <class Run>
 void answer(Run& run, const In<uint8_t>& kinds, const In<uint32_t>& offsets, const In<uint32_t>& lens,
             const In<double>& params) {
@@ -130,6 +111,25 @@ class InflatedRunner {
 };
 
 }  // namespace
+
+py::dict request_dict(const RequestBatch& r) {
+  py::dict d;
+  d["slot"] = copy(r.slot);
+  d["address"] = copy(r.address);
+  d["instance"] = copy(r.instance);
+  d["dist"] = copy(r.dist);
+  d["first"] = copy(r.first);
+  d["param_offset"] = copy(r.param_offset);
+  d["param_len"] = copy(r.param_len);
+  d["prev_address"] = copy(r.prev_address);
+  d["prev_instance"] = copy(r.prev_instance);
+  d["prev_dist"] = copy(r.prev_dist);
+  d["prev_value"] = copy(r.prev_value);
+  d["prev_param_offset"] = copy(r.prev_param_offset);
+  d["prev_param_len"] = copy(r.prev_param_len);
+  d["params"] = copy(r.params);
+  return d;
+}
 
 void register_guided(py::module_& m) {
   py::class_<Policy, std::shared_ptr<Policy>>(m, "Policy", "An execution policy (set on a Recorder).");

@@ -120,6 +120,88 @@ class ShmHost {
     return PyShmBatch{out};
   }
 
+  /// Metropolis-Hastings chains in the simulator processes: (kept states, per-chain stats).
+  py::tuple run_chains(uint64_t seed, int kernel, double scale, double prior_mix, uint64_t burn_in, uint64_t thinning,
+                       uint64_t max_attempts, bool stop_on_error, std::vector<uint64_t> target_steps,
+                       const std::vector<std::pair<std::string, Array>>& observations, py::object start,
+                       uint32_t start_trace) {
+    shm::ChainOptions o;
+    o.kernel = kernel;
+    o.scale = scale;
+    o.prior_mix = prior_mix;
+    o.burn_in = burn_in;
+    o.thinning = thinning;
+    o.max_attempts = max_attempts;
+    o.stop_on_error = stop_on_error;
+    o.target_steps = std::move(target_steps);
+    std::shared_ptr<TraceBatch> keep;  // the start trace's batch, alive during the run
+    if (!start.is_none()) {
+      keep = start.cast<PyTraceBatch&>().batch;
+      if (!keep || start_trace >= keep->num_traces())
+        throw py::index_error("start trace " + std::to_string(start_trace) + " is not in its batch");
+      o.start = keep.get();
+      o.start_trace = start_trace;
+    }
+    const auto obs = convert(observations);
+    auto out = std::make_shared<Batch>();
+    std::vector<shm::ChainStats> stats;
+    bool stopped = false;
+    {
+      py::gil_scoped_release release;
+      try {
+        shm::ChainRun r = host().run_chains(seed, o, obs, interrupted);
+        *out = std::move(r.batch);
+        stats = std::move(r.stats);
+      } catch (const shm::Interrupted&) {
+        stopped = true;
+      }
+    }
+    if (stopped) throw py::error_already_set();
+    py::dict d;
+    auto column = [&](const char* name, uint64_t shm::ChainStats::*field) {
+      py::array_t<int64_t> a(stats.size());
+      for (size_t i = 0; i < stats.size(); ++i) a.mutable_at(i) = int64_t(stats[i].*field);
+      d[name] = a;
+    };
+    column("started", &shm::ChainStats::started);
+    column("num_sites", &shm::ChainStats::num_sites);
+    column("steps", &shm::ChainStats::steps);
+    column("accepted", &shm::ChainStats::accepted);
+    column("rejected_invalid", &shm::ChainStats::rejected_invalid);
+    column("errors", &shm::ChainStats::errors);
+    column("error_code", &shm::ChainStats::error_code);
+    column("kept", &shm::ChainStats::kept);
+    py::list errors;
+    for (const auto& st : stats) errors.append(std::string(st.last_error));
+    d["last_error"] = errors;
+    return py::make_tuple(PyShmBatch{out}, d);
+  }
+
+  std::unique_ptr<shm::GuidedRun> guided(uint64_t seed, uint64_t first, uint64_t count,
+                                         const std::vector<std::pair<std::string, Array>>& observations,
+                                         bool required, uint32_t slots, uint64_t stack_bytes) {
+    const auto obs = convert(observations);
+    std::unique_ptr<shm::GuidedRun> run;
+    bool stopped = false;
+    {
+      py::gil_scoped_release release;
+      try {
+        run = host().guided(seed, first, count, obs, required, slots, stack_bytes, interrupted);
+      } catch (const shm::Interrupted&) {
+        stopped = true;
+      }
+    }
+    if (stopped) throw py::error_already_set();
+    return run;
+  }
+
+  static std::vector<shm::Observation> convert(const std::vector<std::pair<std::string, Array>>& observations) {
+    std::vector<shm::Observation> obs;
+    for (const auto& [name, value] : observations)
+      obs.push_back({name, std::vector<double>(value.data(), value.data() + value.size())});
+    return obs;
+  }
+
   void close() {
     if (!host_) return;
     py::gil_scoped_release release;
@@ -134,6 +216,26 @@ class ShmHost {
  private:
   std::unique_ptr<shm::Host> host_;
 };
+
+template <class T>
+using In = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+/// Runs `f` without the GIL; a Ctrl-C seen meanwhile becomes the KeyboardInterrupt.
+template <class F>
+auto released(F&& f) {
+  bool stopped = false;
+  decltype(f()) out{};
+  {
+    py::gil_scoped_release release;
+    try {
+      out = f();
+    } catch (const shm::Interrupted&) {
+      stopped = true;
+    }
+  }
+  if (stopped) throw py::error_already_set();
+  return out;
+}
 
 }  // namespace
 
@@ -167,12 +269,44 @@ void register_shm(py::module_& m) {
       .def("columns", &columns)
       .def("to_batch", &to_batch, "A copy as an ordinary TraceBatch.");
 
+  // A guided run over shared memory: the same advance / requests / answer / take as
+  // GuidedNative, so ppfast.inference.guided serves both alike.
+  py::class_<shm::GuidedRun>(m, "ShmGuidedRun")
+      .def("advance", [](shm::GuidedRun& g) { return released([&] { return g.advance(interrupted); }); })
+      .def("requests", [](const shm::GuidedRun& g) { return request_dict(g.requests()); })
+      .def("answer",
+           [](shm::GuidedRun& g, const In<uint8_t>& kinds, const In<uint32_t>& offsets, const In<uint32_t>& lens,
+              const In<double>& params) {
+             const size_t n = kinds.size();
+             if (size_t(offsets.size()) != n || size_t(lens.size()) != n)
+               throw py::value_error("answer: kinds, offsets and lens must have one entry per request");
+             try {
+               g.answer(kinds.data(), offsets.data(), lens.data(), n, params.data(), params.size());
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
+             }
+           })
+      .def("take", [](shm::GuidedRun& g) {
+        auto out = std::make_shared<Batch>();
+        released([&] {
+          *out = g.take(interrupted);
+          return 0;
+        });
+        return PyShmBatch{out};
+      });
+
   py::class_<ShmHost>(m, "ShmHost")
       .def(py::init<std::vector<std::string>, std::vector<std::string>, int, double, double, int>(), py::arg("argv"),
            py::arg("env"), py::arg("workers"), py::arg("timeout"), py::arg("startup_timeout"),
            py::arg("max_restarts"))
       .def("run", &ShmHost::run, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
            py::arg("required"))
+      .def("run_chains", &ShmHost::run_chains, py::arg("seed"), py::arg("kernel"), py::arg("scale"),
+           py::arg("prior_mix"), py::arg("burn_in"), py::arg("thinning"), py::arg("max_attempts"),
+           py::arg("stop_on_error"), py::arg("target_steps"), py::arg("observations"), py::arg("start"),
+           py::arg("start_trace"))
+      .def("guided", &ShmHost::guided, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
+           py::arg("required"), py::arg("slots"), py::arg("stack_bytes"), py::keep_alive<0, 1>())
       .def("close", &ShmHost::close)
       .def_property_readonly("name", [](ShmHost& h) { return h.host().model_name(); })
       .def_property_readonly("workers", [](ShmHost& h) { return h.host().workers(); })

@@ -9,6 +9,9 @@ in C++ and the recorder weighs each trace by log p - log q.
 
 - Embedded C++ simulators: the K executions are fibers on the model's worker threads
   (``_core.GuidedNative``): a stop is a context switch, the GIL is released while they run.
+- Shared-memory simulators: each process runs its share of the K executions as fibers
+  and posts their requests together; the host gathers the requests of all processes
+  into one network step (``_core.ShmGuidedRun``).
 - Python models: K host threads, one per execution (``_core.GuidedThreads``), each
   running ``forward()`` over its share of the traces; a stop blocks the thread with the
   GIL released, so every network step still serves every waiting execution
@@ -67,6 +70,19 @@ def _run_native(model: Any, server: ProposalServer, seed: int, first: int, count
     return TraceBatch(driver.take())
 
 
+def _run_shm(model: Any, server: ProposalServer, seed: int, first: int, count: int,
+             observations: dict[int, np.ndarray], slots: int, stack_bytes: int) -> TraceBatch:
+    from ..errors import SimulatorError
+    from ..trace import address_name
+
+    if model.closed:
+        raise SimulatorError(f"{model!r} is closed")
+    obs = [(address_name(k), v) for k, v in observations.items()]
+    driver = model._host.guided(seed, first, count, obs, True, slots, stack_bytes)
+    _serve(driver, server)
+    return TraceBatch(driver.take())
+
+
 def _run_python(model: Any, server: ProposalServer, seed: int, first: int, count: int,
                 observations: dict[int, np.ndarray], slots: int, skip_errors: bool) -> TraceBatch:
     from ..model import _Record, run_python
@@ -119,13 +135,15 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     ``first``: the number of the first trace (trace ``i`` draws from RNG stream ``i`` of
     the seed), so that ranks or jobs run disjoint ranges of one seed's traces;
     ``slots``: executions in flight (the batch of one network step; default 256);
-    ``threads``: worker threads for embedded simulators (default: the model's);
+    ``threads``: worker threads for embedded simulators (default: the model's; a
+    shared-memory model runs one thread per process and splits the slots over them);
     ``stack_bytes``: stack reserved per embedded execution; ``network``: an
     InferenceNetwork (default: the model's).  The network runs on its own device;
     ``torch_threads``: torch's threads for its steps on CPU (default: one, unless the user
     chose a count; see :mod:`ppfast.nn.threads`)."""
     from ..model import Model, next_seed, observation_map, run_in_chunks
     from ..models.native import NativeModel
+    from ..models.shm import ShmModel
 
     if kwargs:
         raise TypeError(f"importance sampling with an inference network: unknown arguments {sorted(kwargs)}")
@@ -142,8 +160,10 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     seed = next_seed(seed)
     obs_map = observation_map(observe)
     native = isinstance(model, NativeModel)
-    if not native and not isinstance(model, Model):
-        raise PpfastError(f"guided inference runs embedded and Python models; {type(model).__name__} is not supported")
+    shm = isinstance(model, ShmModel)
+    if not native and not shm and not isinstance(model, Model):
+        raise PpfastError(f"guided inference runs embedded, shared-memory and Python models; "
+                          f"{type(model).__name__} is not supported")
     k = int(slots or 256)
     if k < 1:
         raise ValueError(f"slots must be >= 1, got {k}")
@@ -151,6 +171,8 @@ def run(model: Any, num_traces: int, observe: dict[str, Any] | None = None, seed
     net.eval()
 
     def part(offset: int, n: int) -> TraceBatch:
+        if shm:
+            return _run_shm(model, server, seed, first + offset, n, obs_map, k, stack_bytes)
         if native:
             obs = _core.Observations(obs_map, True)
             return _run_native(model, server, seed, first + offset, n, obs, k, int(threads or model.threads),

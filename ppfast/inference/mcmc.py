@@ -10,6 +10,9 @@ number of sites).  The chain logic is C++ (``csrc/core/mcmc.*``) for every model
 
 - embedded C++ simulators (:class:`ppfast.NativeModel`) run whole chains on worker
   threads without the GIL, one chain per thread;
+- shared-memory simulators (:class:`ppfast.ShmModel`) run whole chains inside their
+  processes (a contiguous range of chains per process), with the same chain code, and
+  send the kept states back as one batch;
 - Python models run ``forward()`` once per step through the recorder (chains one after
   the other: the GIL); PPX simulators (:class:`ppfast.RemoteModel`) run one trace per
   step with the policy on the engine-side recorder;
@@ -292,6 +295,9 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
         native = getattr(model, "_native", None)
         if isinstance(native, _core.NativeModel):
             batches = _run_native(native, chains_, obs, seed, int(max_init_attempts), raise_errors, bar)
+        elif isinstance(getattr(model, "_host", None), _core.ShmHost):
+            batches, chains_ = _run_shm(model, chains_, kernel, float(scale), float(prior_mix), burn_in, thinning,
+                                        obs, seed, start, int(max_init_attempts), raise_errors, bar)
         else:
             if hasattr(model, "_mh_execute"):
                 execute, close = _generic_executor(model, seed, obs)
@@ -309,9 +315,12 @@ def run(model: Any, engine: Any, num_traces: int, observe: dict[str, Any] | None
                 close()
     finally:
         bar.close()
+    kept_per_chain = getattr(batches, "kept", None)
+    if kept_per_chain is None:
+        kept_per_chain = [len(b) for b in batches]
     batch = TraceBatch.concat(batches)
     batch.mcmc = MCMCInfo(  # type: ignore[attr-defined]
-        engine=name, chain=np.repeat(np.arange(num_chains), [len(b) for b in batches]), burn_in=burn_in,
+        engine=name, chain=np.repeat(np.arange(num_chains), kept_per_chain), burn_in=burn_in,
         thinning=thinning, steps=np.array([ch.steps for ch in chains_]),
         accepted=np.array([ch.accepted for ch in chains_]),
         rejected_invalid=np.array([ch.rejected_invalid for ch in chains_]),
@@ -353,6 +362,56 @@ def _run_native(native: Any, chains_: list[Any], obs: dict[int, np.ndarray], see
         if done == before or all(ch.steps >= ch.target_steps for ch in chains_):
             break
     return [TraceBatch(ch.take_output()) for ch in chains_]
+
+
+class _ShmChain:
+    """A chain that ran in a simulator process: its stats, read as MHChain's."""
+
+    def __init__(self, chain: int, stats: dict[str, Any]):
+        self.chain = chain
+        self.started = bool(stats["started"][chain])
+        self.num_sites = int(stats["num_sites"][chain])
+        self.steps = int(stats["steps"][chain])
+        self.accepted = int(stats["accepted"][chain])
+        self.rejected_invalid = int(stats["rejected_invalid"][chain])
+        self.errors = int(stats["errors"][chain])
+        self.last_error_code = int(stats["error_code"][chain])
+        self.last_error = str(stats["last_error"][chain])
+
+
+class _OneBatch(list):  # type: ignore[type-arg]
+    """The kept states of all chains as one batch, with each chain's count."""
+
+    kept: list[int]
+
+
+def _run_shm(model: Any, chains_: list[Any], kernel: int, scale: float, prior_mix: float, burn_in: int,
+             thinning: int, obs: dict[int, np.ndarray], seed: int, start: tuple[Any, int] | None, attempts: int,
+             raise_errors: bool, bar: Any) -> tuple[list[TraceBatch], list[Any]]:
+    """Whole chains inside the simulator processes of a ShmModel (the same chain code and
+    streams as embedded runs, so the same states); one request, kept states in one batch."""
+    from ..trace import address_name
+
+    if model.closed:
+        from ..errors import SimulatorError
+
+        raise SimulatorError(f"{model!r} is closed")
+    observations = [(address_name(k), v) for k, v in obs.items()]
+    native, stats = model._host.run_chains(
+        seed, kernel, scale, prior_mix, burn_in, thinning, attempts, raise_errors,
+        [int(ch.target_steps) for ch in chains_], observations, None if start is None else start[0],
+        0 if start is None else int(start[1]))
+    done = [_ShmChain(c, stats) for c in range(len(chains_))]
+    bar.update(sum(ch.steps for ch in done))
+    for ch in done:
+        _check_started(ch, attempts, raise_errors)
+    if raise_errors:
+        for ch in done:
+            if ch.errors:
+                _raise_chain_error(ch, "Metropolis-Hastings proposal failed")
+    out = _OneBatch([TraceBatch(native)])
+    out.kept = [int(k) for k in stats["kept"]]
+    return out, done
 
 
 def _run_stepwise(chain: Any, execute: Execute, attempts: int, raise_errors: bool, bar: Any) -> TraceBatch:

@@ -13,6 +13,12 @@ The simulator is the same source as in embedded mode, linked into an executable 
 A process that crashes or hangs (no progress for ``timeout`` seconds) loses the trace it
 was running: that trace comes back failed, with the reason as its error message, the
 process is restarted, and the run goes on (a :class:`SimulatorWarning` says so).
+
+Metropolis-Hastings chains run inside the processes (:mod:`ppfast.inference.mcmc`), and
+guided importance sampling keeps executions in flight in every process, answered by one
+network step for all (:mod:`ppfast.inference.guided`); a crash or hang during either fails
+that run with a :class:`ppfast.errors.SimulatorError` (the chains' or executions' state
+lived in the process).
 """
 
 from __future__ import annotations

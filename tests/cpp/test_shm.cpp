@@ -1,6 +1,6 @@
 // The shared-memory host and a simulator process, both built with sanitizers by
 // tests/test_shm.py: runs, observations, a crash mid-run, a block that outlives its
-// batch and its host.  argv[1]: the simulator executable (GUM).  Exits non-zero on a
+// batch and its host, Metropolis-Hastings chains and a guided run.  argv[1]: the simulator executable (GUM).  Exits non-zero on a
 // failed check.
 #include <cmath>
 #include <cstdio>
@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/address_table.hpp"
+#include "core/distributions.hpp"
+#include "core/trace_batch.hpp"
 #include "transport/shm/host.hpp"
 
 #include "check.hpp"
@@ -87,6 +89,60 @@ int main(int argc, char** argv) {
                                                        " died with signal 9 (Killed) during trace 57",
           "crash message");
     check(host.restarts() == 1 && host.pids()[0] != before[0], "restarted");
+  }
+  {
+    // Metropolis-Hastings chains (from a start trace) and a guided run.
+    Host host(options(argv[1], nullptr));
+    const std::vector<Observation> obs = {{"obs0", {8.0}}, {"obs1", {9.0}}};
+    ppfast::TraceBatch start;  // one trace: mu = 7, with the host's address id
+    start.rec_trace = {0};
+    start.rec_address = {table.intern("mu")};
+    start.rec_instance = {0};
+    start.rec_name = {0};
+    start.rec_kind = {uint8_t(ppfast::RecordKind::Sample)};
+    start.rec_flags = {ppfast::kControl};
+    start.rec_dist = {uint8_t(ppfast::DistKind::Normal)};
+    start.rec_value = {7.0};
+    start.rec_log_prob = {-2.0};
+    start.rec_value_offset = {0};
+    start.rec_value_len = {1};
+    start.rec_param_offset = {0};
+    start.rec_param_len = {2};
+    start.param_arena = {1.0, std::sqrt(5.0)};
+    start.trace_index = {0};
+    start.trace_begin = {0};
+    start.trace_end = {1};
+    start.log_prior = start.log_likelihood = start.log_weight = start.result = {0.0};
+    start.trace_type = {0};
+    start.status = {0};
+    start.message = {0};
+    ChainOptions o;
+    o.kernel = 1;
+    o.target_steps = {200, 150, 100};
+    o.start = &start;
+    ChainRun r = host.run_chains(7, o, obs, nullptr);
+    check(r.stats.size() == 3 && r.batch.totals.n[1] == 450 && r.stats[2].steps == 100 && r.stats[1].kept == 150 &&
+              r.stats[0].accepted > 0,
+          "chains");
+    check(table.name(col<uint32_t>(r.batch, kRecAddress)[0]) == "mu", "chain states with host address ids");
+
+    auto g = host.guided(8, 0, 50, obs, true, 7, 1 << 20, nullptr);
+    size_t rounds = 0;
+    while (const size_t n = g->advance(nullptr)) {
+      ++rounds;
+      check(table.name(g->requests().address[0]) == "mu" && g->requests().first[0] == 1, "proposal request");
+      std::vector<uint8_t> kinds(n, uint8_t(ppfast::DistKind::Normal));
+      std::vector<uint32_t> offsets(n), lens(n, 2);
+      std::vector<double> params;
+      for (size_t i = 0; i < n; ++i) {
+        offsets[i] = uint32_t(2 * i);
+        params.insert(params.end(), {7.0, 1.0});
+      }
+      g->answer(kinds.data(), offsets.data(), lens.data(), n, params.data(), params.size());
+    }
+    Batch gb = g->take(nullptr);
+    const auto* flags = col<uint8_t>(gb, kRecFlags);
+    check(rounds >= 7 && gb.totals.n[1] == 50 && (flags[0] & ppfast::kProposed), "guided run");
   }
   block.reset();
   if (failures) return 1;

@@ -17,6 +17,8 @@
 #include <new>
 
 #include "core/address_table.hpp"
+#include "core/distributions.hpp"
+#include "core/trace_batch.hpp"
 #include "transport/shm/payload.hpp"
 #include "transport/shm/sync.hpp"
 
@@ -423,6 +425,7 @@ void Host::map_names(Worker& w, const Message& counts) {
     const uint32_t id = table.intern(std::string_view(s, e.name_len));
     if (e.location_len) table.set_location(id, std::string_view(s + e.name_len, e.location_len));
     map[from + j] = id;
+    w.host_ids.push_back(id);
     at += sizeof(e) + align_up(len, 4);
   }
   w.mapped_ids = from + n;
@@ -661,6 +664,477 @@ std::vector<int> Host::pids() const {
   std::vector<int> out;
   for (const auto& w : workers_) out.push_back(int(w.pid));
   return out;
+}
+
+// --- Metropolis-Hastings and guided runs -------------------------------------------
+
+namespace {
+
+constexpr uint64_t kExchangeBytes = uint64_t(8) << 20;  // one round's requests or answers, per process
+
+std::string chain_range(uint64_t first, uint64_t count) {
+  return count == 1 ? "chain " + std::to_string(first)
+                    : "chains " + std::to_string(first) + "-" + std::to_string(first + count - 1);
+}
+
+/// The observations part of every run payload.
+void write_observations(PayloadWriter& w, const std::vector<Observation>& observations) {
+  w.u64(observations.size());
+  for (const auto& o : observations) {
+    w.str(o.name);
+    w.f64s(o.value.data(), o.value.size());
+  }
+}
+
+/// One trace's records with address names (the simulator's ids differ from ours).
+void write_start(PayloadWriter& w, const TraceBatch* b, uint32_t t) {
+  if (!b) return w.u64(0);
+  const auto& table = AddressTable::global();
+  w.u64(b->trace_end[t] - b->trace_begin[t]);
+  for (uint64_t r = b->trace_begin[t]; r < b->trace_end[t]; ++r) {
+    w.u64(uint64_t(b->rec_kind[r]) | uint64_t(b->rec_flags[r]) << 8 | uint64_t(b->rec_dist[r]) << 16);
+    w.str(table.name(b->rec_address[r]));
+    w.u64(b->rec_instance[r]);
+    const uint32_t n = b->rec_value_len[r];
+    w.f64s(n > 1 ? b->value_arena.data() + b->rec_value_offset[r] : &b->rec_value[r], n);
+    w.f64(b->rec_log_prob[r]);
+    w.f64s(b->param_arena.data() + b->rec_param_offset[r], b->rec_param_len[r]);
+  }
+}
+
+}  // namespace
+
+std::unique_lock<std::mutex> Host::begin_run(const std::function<bool()>& interrupted) {
+  std::unique_lock<std::mutex> lock(run_mutex_);
+  if (closed_) throw HostError(HostError::Closed, "this ShmModel is closed");
+  if (getpid() != owner_)
+    throw HostError(HostError::Closed, "this ShmModel belongs to process " + std::to_string(owner_) +
+                                           ": create one in the forked process");
+  std::vector<Worker*> fresh;
+  for (auto& w : workers_) {
+    if (w.pid > 0 && exit_status(w).empty()) continue;
+    release(w);
+    spawn(w);
+    fresh.push_back(&w);
+  }
+  if (!fresh.empty()) await_ready(fresh, interrupted);
+  return lock;
+}
+
+void Host::send_part(Part& p, Message m) {
+  Worker& w = *p.worker;
+  p.tag = m.tag = ++tag_;
+  w.last_beat = w.ctrl->beat.load(std::memory_order_relaxed);
+  w.beat_time = now_ns();
+  send(w, m);
+}
+
+void Host::pump(std::vector<Part>& parts, const std::function<void(Part&, const Message&)>& on_message,
+                const std::function<bool()>& done, const std::function<bool(const Part&)>& busy,
+                const std::function<std::string(const Part&)>& doing, const std::function<bool()>& interrupted) {
+  int64_t next_check = now_ns() + kTickNs;
+  for (;;) {
+    bool moved = false;
+    for (auto& p : parts) {
+      Message m;
+      for (uint32_t k = 0; k < Ring::kSlots && p.worker->ctrl->up.pop(m); ++k) {
+        if (m.tag != p.tag) continue;
+        moved = true;
+        if (m.op == Op::Error)
+          fail("simulator process " + std::to_string(p.worker->pid) + ": " +
+               bounded(p.worker->ctrl->error, sizeof(p.worker->ctrl->error)));
+        on_message(p, m);
+      }
+    }
+    if (done()) return;
+    if (now_ns() >= next_check) {
+      next_check = now_ns() + kTickNs;
+      for (auto& p : parts) {
+        Worker& w = *p.worker;
+        const pid_t pid = w.pid;
+        std::string what = exit_status(w);
+        if (what.empty() && options_.timeout > 0) {
+          const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
+          if (beat != w.last_beat || !busy(p)) {
+            w.last_beat = beat;
+            w.beat_time = now_ns();
+          } else if (now_ns() - w.beat_time > int64_t(options_.timeout * 1e9)) {
+            kill_worker(w);
+            what = "hung (no progress for " + seconds(options_.timeout) + ")";
+          }
+        }
+        if (what.empty()) continue;
+        check_closing();
+        fail("simulator process " + std::to_string(pid) + " " + what + " during " + doing(p));
+      }
+      if (interrupted && interrupted()) throw Interrupted();
+      check_closing();
+    }
+    if (!moved) {
+      wait_on(
+          arena_->header().doorbell,
+          [&] {
+            for (const auto& p : parts)
+              if (!p.worker->ctrl->up.empty()) return true;
+            return false;
+          },
+          kSpinNs, std::max<int64_t>(next_check - now_ns(), 0));
+      check_closing();
+    }
+  }
+}
+
+Batch Host::place_parts(std::vector<Part>& parts, const std::function<std::string(const Part&)>& doing,
+                        const std::function<bool()>& interrupted) {
+  Batch out;
+  uint64_t messages = 0, message_bytes = 0;
+  for (auto& p : parts) {
+    p.record0 = out.totals.n[0];
+    p.trace0 = out.totals.n[1];
+    p.value0 = out.totals.n[2];
+    p.param0 = out.totals.n[3];
+    p.message0 = messages;
+    out.totals.n[0] += p.counts[kCountRecords];
+    out.totals.n[1] += p.counts[kCountTraces];
+    out.totals.n[2] += p.counts[kCountValues];
+    out.totals.n[3] += p.counts[kCountParams];
+    messages += p.counts[kCountMessages];
+    message_bytes += p.counts[kCountMessageBytes];
+  }
+  const uint64_t columns = column_layout(out.totals, out.offsets);
+  out.block = arena_->allocate(columns + message_bytes);
+  uint64_t strings = out.block->offset() + columns;
+  for (auto& p : parts) {
+    p.strings = strings;
+    strings += p.counts[kCountMessageBytes];
+    p.stage = Part::Placing;
+    send_part(p, Message{Op::Place, 0, 0,
+                         {out.block->offset(), out.totals.n[0], out.totals.n[1], out.totals.n[2], out.totals.n[3],
+                          p.record0, p.trace0, p.value0, p.param0, p.message0, p.strings}});
+  }
+  pump(
+      parts,
+      [](Part& p, const Message& m) {
+        if (m.op == Op::Placed && p.stage == Part::Placing) p.stage = Part::Placed;
+      },
+      [&] { return std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Placed; }); },
+      [](const Part& p) { return p.stage == Part::Placing; }, doing, interrupted);
+  const uint8_t* base = arena_->base();
+  const uint64_t end = out.block->offset() + out.block->size();
+  for (const auto& p : parts) {
+    uint64_t s = p.strings;
+    for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
+      uint32_t len = 0;
+      if (s + 4 > end) fail("malformed messages from a simulator");
+      std::memcpy(&len, base + s, 4);
+      if (len > end - s - 4) fail("malformed messages from a simulator");
+      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
+      s += 4 + align_up(len, 4);
+    }
+  }
+  return out;
+}
+
+void Host::stop_unfinished(std::vector<Part>& parts) {
+  for (auto& p : parts)
+    if (p.stage != Part::Placed && p.stage != Part::Counted) kill_worker(*p.worker);
+}
+
+ChainRun Host::run_chains(uint64_t seed, const ChainOptions& options, const std::vector<Observation>& observations,
+                          const std::function<bool()>& interrupted) {
+  const uint64_t nchains = options.target_steps.size();
+  if (options.start && options.start_trace >= options.start->num_traces())
+    throw std::invalid_argument("start trace outside its batch");
+  auto lock = begin_run(interrupted);
+  std::vector<Part> parts(std::min<uint64_t>(workers_.size(), nchains));
+  const uint64_t k = parts.size();
+  for (uint64_t i = 0; i < k; ++i) {  // first / count: chains
+    parts[i].first = nchains * i / k;
+    parts[i].count = nchains * (i + 1) / k - parts[i].first;
+    parts[i].worker = &workers_[i];
+  }
+  auto doing = [](const Part& p) {
+    return "Metropolis-Hastings " + chain_range(p.first, p.count) +
+           " (their states are lost; run again, or use embedded mode to debug the simulator)";
+  };
+  ChainRun out;
+  std::vector<uint64_t> stats_at;  // arena offset of each part's stats area
+  try {
+    for (auto& p : parts) {
+      PayloadWriter w;
+      write_observations(w, observations);
+      w.u64(uint64_t(options.kernel));
+      w.f64(options.scale);
+      w.f64(options.prior_mix);
+      w.u64(options.burn_in);
+      w.u64(options.thinning);
+      w.u64(options.max_attempts);
+      w.u64(options.stop_on_error);
+      w.u64(p.count);
+      for (uint64_t c = p.first; c < p.first + p.count; ++c) w.u64(options.target_steps[c]);
+      write_start(w, options.start, options.start_trace);
+      const uint64_t bytes = w.bytes().size(), stats = align_up(bytes, 64);
+      p.payload = arena_->allocate(stats + p.count * kChainStatsBytes);
+      stats_at.push_back(p.payload->offset() + stats);
+      std::memcpy(p.payload->data(), w.bytes().data(), bytes);
+      p.worker->ctrl->completed.store(0, std::memory_order_relaxed);
+      p.stage = Part::Running;
+      send_part(p, Message{Op::RunChains, 0, 0,
+                           {seed, p.first, p.count, p.payload->offset(), bytes, p.payload->offset() + stats,
+                            p.count * kChainStatsBytes}});
+    }
+    pump(
+        parts,
+        [&](Part& p, const Message& m) {
+          if (m.op != Op::Counts || p.stage != Part::Running) return;
+          // At most the states the chains were to keep (a chain stopped by an error keeps fewer).
+          uint64_t most = 0;
+          for (uint64_t c = p.first; c < p.first + p.count; ++c)
+            most += options.target_steps[c] > options.burn_in
+                        ? (options.target_steps[c] - options.burn_in) / std::max<uint64_t>(options.thinning, 1)
+                        : 0;
+          if (m.a[kCountTraces] > most)
+            fail("simulator process " + std::to_string(p.worker->pid) + " reported " +
+                 std::to_string(m.a[kCountTraces]) + " kept states for " + chain_range(p.first, p.count) +
+                 ", at most " + std::to_string(most) + " were due");
+          check_counts(p.worker->pid, m, m.a[kCountTraces]);
+          map_names(*p.worker, m);
+          std::memcpy(p.counts, m.a, sizeof(p.counts));
+          p.stage = Part::Counted;
+        },
+        [&] { return std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Counted; }); },
+        [](const Part& p) { return p.stage == Part::Running; }, doing, interrupted);
+    out.batch = place_parts(parts, doing, interrupted);
+  } catch (...) {
+    stop_unfinished(parts);
+    throw;
+  }
+  for (size_t i = 0; i < parts.size(); ++i) {
+    // The stats are the simulator's writing: copied out, checked against the counts.
+    const Part& p = parts[i];
+    uint64_t kept = 0;
+    bool ok = true;
+    for (uint64_t c = 0; c < p.count; ++c) {
+      ChainStats st;
+      std::memcpy(&st, arena_->base() + stats_at[i] + c * kChainStatsBytes, sizeof(st));
+      st.last_error[sizeof(st.last_error) - 1] = 0;
+      kept += st.kept;
+      ok = ok && st.steps <= options.target_steps[p.first + c] && st.accepted <= st.steps && st.kept <= st.steps;
+      out.stats.push_back(st);
+    }
+    if (!ok || kept != p.counts[kCountTraces])
+      fail("simulator process " + std::to_string(p.worker->pid) + " reported impossible stats for " +
+           chain_range(p.first, p.count));
+  }
+  return out;
+}
+
+// --- guided runs -----------------------------------------------------------------------
+
+struct GuidedRun::State {
+  std::unique_lock<std::mutex> lock_;
+  std::vector<Host::Part> parts_;
+  std::vector<uint32_t> slot0_, slots_;  // per part: its first global slot and its slot count
+  std::vector<std::shared_ptr<Block>> exchange_;
+  std::vector<uint8_t> waiting_;  // per part: posted requests, awaits answers
+  std::vector<std::vector<std::pair<uint32_t, SiteRequest>>> pending_;  // per part, in its order
+  RequestBatch requests_;
+  bool finished_ = false;
+};
+
+GuidedRun::GuidedRun(Host& host) : host_(host), s_(std::make_unique<State>()) {}
+
+std::unique_ptr<GuidedRun> Host::guided(uint64_t seed, uint64_t first, uint64_t count,
+                                        const std::vector<Observation>& observations, bool required, uint32_t slots,
+                                        uint64_t stack_bytes, const std::function<bool()>& interrupted) {
+  if (slots < 1) throw std::invalid_argument("guided run: needs at least one slot");
+  std::unique_ptr<GuidedRun> run(new GuidedRun(*this));
+  run->s_->lock_ = begin_run(interrupted);
+  const uint64_t k = std::min<uint64_t>({workers_.size(), slots, count});
+  auto& parts = run->s_->parts_;
+  parts.resize(k);
+  run->s_->waiting_.assign(k, 0);
+  run->s_->pending_.resize(k);
+  PayloadWriter w;
+  write_observations(w, observations);
+  try {
+    for (uint64_t i = 0; i < k; ++i) {
+      Part& p = parts[i];
+      p.first = first + count * i / k;
+      p.count = first + count * (i + 1) / k - p.first;
+      p.worker = &workers_[i];
+      run->s_->slot0_.push_back(uint32_t(slots * i / k));
+      run->s_->slots_.push_back(uint32_t(slots * (i + 1) / k) - run->s_->slot0_.back());
+      p.payload = arena_->allocate(w.bytes().size());
+      std::memcpy(p.payload->data(), w.bytes().data(), w.bytes().size());
+      run->s_->exchange_.push_back(arena_->allocate(kExchangeBytes));
+      p.worker->ctrl->completed.store(0, std::memory_order_relaxed);
+      p.stage = Part::Running;
+      send_part(p, Message{Op::RunGuided, 0, 0,
+                           {seed, p.first, p.count, p.payload->offset(), w.bytes().size(), required ? 1u : 0u,
+                            run->s_->slots_.back(), stack_bytes, run->s_->exchange_.back()->offset(), kExchangeBytes}});
+    }
+  } catch (...) {
+    stop_unfinished(parts);
+    run->s_->finished_ = true;
+    throw;
+  }
+  return run;
+}
+
+const RequestBatch& GuidedRun::requests() const { return s_->requests_; }
+
+GuidedRun::~GuidedRun() {
+  if (!s_->finished_) host_.stop_unfinished(s_->parts_);
+}
+
+std::string GuidedRun::doing(const Host::Part& p) const {
+  return "guided importance sampling of traces [" + std::to_string(p.first) + ", " +
+         std::to_string(p.first + p.count) + ")";
+}
+
+void GuidedRun::read_requests(Host::Part& p, size_t part, const Message& m) {
+  Host::Worker& w = *p.worker;
+  host_.map_names(w, m);
+  const uint64_t n = m.a[0], bytes = m.a[1];
+  if (bytes > s_->exchange_[part]->size() || n > s_->slots_[part])
+    fail("simulator process " + std::to_string(w.pid) + " posted " + std::to_string(n) +
+         " proposal requests (" + std::to_string(bytes) + " bytes) for " + std::to_string(s_->slots_[part]) +
+         " executions in flight");
+  // A copy: the simulator could write the shared area while we read it.
+  std::vector<uint8_t> copy(s_->exchange_[part]->data(), s_->exchange_[part]->data() + bytes);
+  PayloadReader in(copy.data(), copy.size());
+  auto malformed = [&] {
+    fail("simulator process " + std::to_string(w.pid) + " posted malformed proposal requests");
+  };
+  if (in.u64() != n) malformed();
+  std::vector<uint8_t> seen(s_->slots_[part], 0);
+  auto& out = s_->pending_[part];
+  out.clear();
+  const auto& ids = w.host_ids;
+  for (uint64_t j = 0; j < n; ++j) {
+    const uint64_t slot = in.u64(), address = in.u64(), instance = in.u64(), prev_address = in.u64(),
+                   prev_instance = in.u64(), dist = in.u64(), prev_dist = in.u64(), first = in.u64();
+    SiteRequest r;
+    r.prev_value = in.f64();
+    r.params = in.f64s();
+    r.prev_params = in.f64s();
+    if (!in.ok() || slot >= seen.size() || seen[slot] || address == 0 || address >= ids.size() ||
+        prev_address >= ids.size() || instance > UINT32_MAX || prev_instance > UINT32_MAX || dist > kMaxDistKind ||
+        prev_dist > kMaxDistKind || first > 1)
+      malformed();
+    seen[slot] = 1;
+    r.address = ids[address];
+    r.instance = uint32_t(instance);
+    r.prev_address = ids[prev_address];
+    r.prev_instance = uint32_t(prev_instance);
+    r.dist = uint8_t(dist);
+    r.prev_dist = uint8_t(prev_dist);
+    r.first = uint8_t(first);
+    out.emplace_back(uint32_t(slot), std::move(r));
+  }
+  if (!in.done()) malformed();
+}
+
+size_t GuidedRun::advance(const std::function<bool()>& interrupted) {
+  if (s_->finished_) throw std::logic_error("guided run: advance() after the run ended");
+  try {
+    auto index = [&](const Host::Part& p) { return size_t(&p - s_->parts_.data()); };
+    host_.pump(
+        s_->parts_,
+        [&](Host::Part& p, const Message& m) {
+          const size_t i = index(p);
+          if (p.stage != Host::Part::Running || s_->waiting_[i]) return;
+          if (m.op == Op::ProposalRequest) {
+            read_requests(p, i, m);
+            s_->waiting_[i] = 1;
+          } else if (m.op == Op::Counts) {
+            check_counts(p.worker->pid, m, p.count);
+            host_.map_names(*p.worker, m);
+            std::memcpy(p.counts, m.a, sizeof(p.counts));
+            p.stage = Host::Part::Counted;
+          }
+        },
+        [&] {
+          for (size_t i = 0; i < s_->parts_.size(); ++i)
+            if (s_->parts_[i].stage == Host::Part::Running && !s_->waiting_[i]) return false;
+          return true;
+        },
+        [&](const Host::Part& p) { return p.stage == Host::Part::Running && !s_->waiting_[index(p)]; },
+        [this](const Host::Part& p) { return doing(p); }, interrupted);
+  } catch (...) {
+    host_.stop_unfinished(s_->parts_);
+    s_->finished_ = true;
+    s_->lock_.unlock();
+    throw;
+  }
+  s_->requests_.clear();
+  for (size_t i = 0; i < s_->parts_.size(); ++i)
+    if (s_->waiting_[i])
+      for (const auto& [slot, r] : s_->pending_[i]) s_->requests_.add(s_->slot0_[i] + slot, r);
+  return s_->requests_.size();
+}
+
+void GuidedRun::answer(const uint8_t* kinds, const uint32_t* offsets, const uint32_t* lens, size_t n,
+                       const double* params, size_t nparams) {
+  if (s_->finished_) throw std::logic_error("guided run: answer() after the run ended");
+  if (n != s_->requests_.size())
+    throw std::invalid_argument("answer: " + std::to_string(n) + " answers for " + std::to_string(s_->requests_.size()) +
+                                " pending requests");
+  for (size_t i = 0; i < n; ++i) {
+    if (kinds[i] > kMaxDistKind)
+      throw std::invalid_argument("answer " + std::to_string(i) + ": unknown distribution kind " +
+                                  std::to_string(kinds[i]));
+    if (kinds[i] && uint64_t(offsets[i]) + lens[i] > nparams)
+      throw std::invalid_argument("answer " + std::to_string(i) + ": parameters [" + std::to_string(offsets[i]) +
+                                  ", +" + std::to_string(lens[i]) + ") outside the " + std::to_string(nparams) +
+                                  " given");
+  }
+  try {
+    size_t at = 0;
+    for (size_t i = 0; i < s_->parts_.size(); ++i) {
+      if (!s_->waiting_[i]) continue;
+      const size_t m = s_->pending_[i].size();
+      PayloadWriter w;
+      w.u64(m);
+      for (size_t j = at; j < at + m; ++j) {
+        w.u64(kinds[j]);
+        w.f64s(kinds[j] ? params + offsets[j] : nullptr, kinds[j] ? lens[j] : 0);
+      }
+      at += m;
+      if (w.bytes().size() > s_->exchange_[i]->size())
+        throw HostError(HostError::Memory, "the proposals of one round for one simulator process exceed " +
+                                               std::to_string(kExchangeBytes >> 20) + " MiB: use fewer slots");
+      std::memcpy(s_->exchange_[i]->data(), w.bytes().data(), w.bytes().size());
+      s_->waiting_[i] = 0;
+      s_->pending_[i].clear();
+      host_.send_part(s_->parts_[i], Message{Op::ProposalAnswer, 0, 0, {m, w.bytes().size()}});
+    }
+  } catch (...) {
+    host_.stop_unfinished(s_->parts_);
+    s_->finished_ = true;
+    s_->lock_.unlock();
+    throw;
+  }
+  s_->requests_.clear();
+}
+
+Batch GuidedRun::take(const std::function<bool()>& interrupted) {
+  if (s_->finished_) throw std::logic_error("guided run: take() after the run ended");
+  for (size_t i = 0; i < s_->parts_.size(); ++i)
+    if (s_->parts_[i].stage != Host::Part::Counted)
+      throw std::logic_error("guided run: take() before every execution finished");
+  try {
+    Batch out = host_.place_parts(s_->parts_, [this](const Host::Part& p) { return doing(p); }, interrupted);
+    s_->finished_ = true;
+    s_->lock_.unlock();
+    return out;
+  } catch (...) {
+    host_.stop_unfinished(s_->parts_);
+    s_->finished_ = true;
+    s_->lock_.unlock();
+    throw;
+  }
 }
 
 }  // namespace ppfast::shm

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/guided.hpp"
 #include "transport/shm/protocol.hpp"
 
 namespace ppfast::shm {
@@ -106,6 +107,25 @@ struct Batch {
   const uint8_t* column(int c) const { return block->data() + offsets[c]; }
 };
 
+/// A Metropolis-Hastings run over shared memory (see RunChains in protocol.hpp).
+struct ChainOptions {
+  int kernel = 0;  // MHKernel
+  double scale = 1, prior_mix = 0.1;
+  uint64_t burn_in = 0, thinning = 1, max_attempts = 1000;
+  bool stop_on_error = true;
+  std::vector<uint64_t> target_steps;  // per chain: the number of chains
+  const TraceBatch* start = nullptr;   // a trace to start every chain from (host address ids)
+  uint32_t start_trace = 0;
+};
+
+/// The kept states of every chain (one batch, in chain order) and each chain's stats.
+struct ChainRun {
+  Batch batch;
+  std::vector<ChainStats> stats;
+};
+
+class GuidedRun;
+
 class Host {
  public:
   /// Starts the processes and waits until each reports ready.
@@ -119,6 +139,17 @@ class Host {
   /// thrown.  One run at a time; a second caller waits.
   Batch run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
             bool required, const std::function<bool()>& interrupted);
+
+  /// Runs Metropolis-Hastings chains inside the simulator processes (contiguous ranges
+  /// of chains per process).  A process that crashes or hangs fails the run (HostError).
+  ChainRun run_chains(uint64_t seed, const ChainOptions& options, const std::vector<Observation>& observations,
+                      const std::function<bool()>& interrupted);
+
+  /// Starts a guided run of traces [first, first + count), `slots` executions in flight
+  /// over all processes; drive it with GuidedRun.  The run holds the host until it ends.
+  std::unique_ptr<GuidedRun> guided(uint64_t seed, uint64_t first, uint64_t count,
+                                    const std::vector<Observation>& observations, bool required, uint32_t slots,
+                                    uint64_t stack_bytes, const std::function<bool()>& interrupted);
 
   /// Stops the processes (asks, then kills).  Batches already returned stay valid.  From
   /// another thread during a run, the run stops (HostError Closed) and restarts nothing.
@@ -137,6 +168,7 @@ class Host {
     int control_fd = -1;
     Control* ctrl = nullptr;
     uint64_t mapped_ids = 1;  // simulator address ids with an entry in the map
+    std::vector<uint32_t> host_ids{0};  // the host's own copy of that map
     uint64_t last_beat = 0;
     int64_t beat_time = 0;
     bool ready = false;
@@ -145,6 +177,7 @@ class Host {
       control_fd = -1;
       ctrl = nullptr;
       mapped_ids = 1;
+      host_ids.assign(1, 0);
       last_beat = 0;
       beat_time = 0;
       ready = false;
@@ -162,6 +195,17 @@ class Host {
   void map_names(Worker& w, const Message& counts);
   void check_closing() const;
 
+  // Chain and guided runs (no restarts: their state lives in the processes).
+  friend class GuidedRun;
+  std::unique_lock<std::mutex> begin_run(const std::function<bool()>& interrupted);
+  void send_part(Part& p, Message m);
+  void pump(std::vector<Part>& parts, const std::function<void(Part&, const Message&)>& on_message,
+            const std::function<bool()>& done, const std::function<bool(const Part&)>& busy,
+            const std::function<std::string(const Part&)>& doing, const std::function<bool()>& interrupted);
+  Batch place_parts(std::vector<Part>& parts, const std::function<std::string(const Part&)>& doing,
+                    const std::function<bool()>& interrupted);
+  void stop_unfinished(std::vector<Part>& parts);
+
   HostOptions options_;
   std::shared_ptr<Arena> arena_;
   std::vector<Worker> workers_;
@@ -172,6 +216,36 @@ class Host {
   bool closed_ = false;
   std::atomic<bool> closing_{false};  // close() was called: a run in progress stops
   pid_t owner_;  // a forked child inherits the object, not the processes
+};
+
+/// A guided run in progress: call advance() / answer() until advance() returns 0, then
+/// take().  Dropping it unfinished stops the processes that were part of it.
+class GuidedRun {
+ public:
+  ~GuidedRun();
+  GuidedRun(const GuidedRun&) = delete;
+  GuidedRun& operator=(const GuidedRun&) = delete;
+
+  /// Waits until every execution in flight stopped at a site or all of a process's
+  /// traces are done; returns the number of pending requests (0: all done).  Request
+  /// slots are global (process by process), address ids the host's.
+  size_t advance(const std::function<bool()>& interrupted);
+  const RequestBatch& requests() const;
+  /// Replies to the requests of the last advance(), in their order (as FiberRun::answer).
+  void answer(const uint8_t* kinds, const uint32_t* offsets, const uint32_t* lens, size_t n, const double* params,
+              size_t nparams);
+  /// Phase 2: the traces of every process, in trace order.
+  Batch take(const std::function<bool()>& interrupted);
+
+ private:
+  friend class Host;
+  explicit GuidedRun(Host& host);
+  void read_requests(Host::Part& p, size_t part, const Message& m);
+  std::string doing(const Host::Part& p) const;
+
+  struct State;  // in host.cpp (it holds the host's private Parts)
+  Host& host_;
+  std::unique_ptr<State> s_;
 };
 
 }  // namespace ppfast::shm

@@ -6,6 +6,18 @@
 //       whose process crashed or hung earlier in this run), then for each: u64 trace
 //       index, u64 message length, the message padded to 8 bytes.
 //
+// A RunChains payload has the observations, then the chain options: u64 kernel, f64
+// scale, f64 prior_mix, u64 burn_in, u64 thinning, u64 max_attempts, u64 stop_on_error,
+// u64 chains, a u64 target step count per chain, and the start trace: u64 records (0:
+// none), then for each: u64 kind | flags << 8 | dist << 16, the address name, u64
+// instance, the values (u64 count, float64s), f64 log_prob, the parameters likewise.
+// Names rather than ids: the simulator interns them with its own.
+//
+// Proposal requests (ProposalRequest, simulator -> host): u64 count, then for each: u64
+// slot, address, instance, prev_address, prev_instance, dist, prev_dist, first, f64
+// prev_value, the params and prev_params (u64 count, float64s).  Answers: u64 count,
+// then for each: u64 kind, the params.
+//
 // The reader checks every length against the payload's size.
 #pragma once
 
@@ -20,6 +32,7 @@ namespace ppfast::shm {
 class PayloadWriter {
  public:
   void u64(uint64_t v) { put(&v, 8); }
+  void f64(double v) { put(&v, 8); }
   void str(std::string_view s) {
     u64(s.size());
     put(s.data(), s.size());
@@ -49,6 +62,12 @@ class PayloadReader {
     if (take(8)) std::memcpy(&v, p_ + at_ - 8, 8);
     return v;
   }
+  double f64() {
+    double v = 0;
+    if (take(8)) std::memcpy(&v, p_ + at_ - 8, 8);
+    return v;
+  }
+  bool done() const { return ok_ && at_ == n_; }
   std::string str() {
     const uint64_t len = u64();
     if (!ok_ || len > n_ - at_) return fail(), std::string();

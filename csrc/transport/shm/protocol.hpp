@@ -5,14 +5,15 @@
 // descriptors, so no name is left in /dev/shm whatever happens to either process:
 //
 //   control segment (one per simulator process): a header, two single-producer rings of
-//     fixed-size messages (host -> simulator: run / place / shutdown, and later proposal
-//     answers; simulator -> host: ready / counts / placed / error, and later proposal
-//     requests), progress counters the host watches to detect crashes and hangs, the
+//     fixed-size messages (host -> simulator: run / run chains / run guided / place /
+//     proposal answers / shutdown; simulator -> host: ready / counts / placed / error /
+//     proposal requests), progress counters the host watches to detect crashes and hangs, the
 //     "new addresses" area (simulator -> host) and the address id map (host -> simulator).
 //
 //   data arena (one per ShmModel, shared by all its processes): a header with the host's
-//     doorbell, then blocks the host allocates: run payloads (observations, lost traces)
-//     and the trace-batch blocks the simulators fill column by column.  Python's numpy
+//     doorbell, then blocks the host allocates: run payloads (observations, lost traces,
+//     chain options and stats, proposal exchange areas) and the trace-batch blocks the
+//     simulators fill column by column.  Python's numpy
 //     views point straight into these blocks; a block goes back to the host's pool when
 //     its last view is gone.
 //
@@ -23,7 +24,10 @@
 // map, allocates one block for the whole batch and tells each process where its slice
 // goes; each process copies its columns there, translating address ids and offsets.
 // The columns of the batch are thus contiguous across processes and numbered with the
-// host's address ids, and Python reads them without a copy.
+// host's address ids, and Python reads them without a copy.  Metropolis-Hastings and
+// guided runs (below) end with the same two phases.
+//
+// Version 2 added RunChains, RunGuided and the proposal exchange.
 #pragma once
 
 #include <atomic>
@@ -34,7 +38,7 @@ namespace ppfast::shm {
 
 constexpr uint64_t kControlMagic = 0x316c7274632d7070ull;  // "pp-ctrl1"
 constexpr uint64_t kArenaMagic = 0x31616e6572612d70ull;    // "p-arena1"
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;
 
 /// File descriptors the simulator process inherits (argv: --ppfast-shm fd:3,4).
 constexpr int kControlFd = 3;
@@ -53,22 +57,43 @@ enum class Op : uint32_t {
   Run = 1,       // a[0] seed, a[1] first, a[2] count, a[3] payload offset, a[4] payload bytes, a[5] required
   Place = 2,     // see PlaceArgs
   Shutdown = 3,
-  ProposalAnswer = 4,  // reserved for guided execution (see below)
+  ProposalAnswer = 4,  // a[0] answers, a[1] bytes in the exchange area (see guided runs below)
+  RunChains = 5,  // a[0] seed, a[1] first chain, a[2] chains, a[3] payload offset, a[4] payload bytes,
+                  // a[5] stats offset, a[6] stats bytes (see Metropolis-Hastings below)
+  RunGuided = 6,  // a[0] seed, a[1] first, a[2] count, a[3] payload offset, a[4] payload bytes,
+                  // a[5] required, a[6] executions in flight, a[7] stack bytes per execution,
+                  // a[8] exchange area offset, a[9] its bytes
   // simulator -> host
   Ready = 16,    // a[0] pid
   Counts = 17,   // see CountArgs
   Placed = 18,
   Error = 19,    // the text is in Control::error
-  ProposalRequest = 20,  // reserved for guided execution (see below)
+  ProposalRequest = 20,  // a[0] requests, a[1] bytes in the exchange area; a[6], a[7] new names as in Counts
 };
-// Guided execution (inference compilation) over shared memory, the planned use of the
-// reserved operations: a simulator process runs its executions under a ProposalSlot
-// policy (core/guided.hpp) whose exchange() posts ProposalRequest (a[0] execution slot,
-// the SiteRequest in the process's request area, new address names reported as in
-// Counts so the host maps ids first) and sleeps on down_bell until the ProposalAnswer
-// for that slot arrives (the SiteAnswer in the answer area).  The rings hold up to
-// Ring::kSlots requests in flight per process; the host batches the pending requests of
-// all processes into one network step.
+// Metropolis-Hastings (RunChains): a process runs whole chains [first chain, + chains)
+// with the core's MHChain (the same code as embedded runs, so a seed gives the same
+// chains in every mode), beating after every step, and answers Counts for the kept
+// states of all its chains, in chain order; phase 2 places them as for Run.  The payload
+// is a run payload's observations followed by the chain options (see payload.hpp); the
+// stats area (host-allocated, kChainStatsBytes per chain) gets each chain's ChainStats.
+//
+// Guided execution (RunGuided, inference compilation): a process runs its traces under
+// ProposalSlot policies (core/guided.hpp), several executions in flight as fibers.  When
+// every one of them has stopped at a controlled site or finished, it writes their
+// SiteRequests into the exchange area (simulator address ids; new address names
+// reported as in Counts, so the host maps ids first) and posts ProposalRequest; the host
+// gathers the pending requests of all processes into one network step and writes the
+// answers, in request order, into the same area (ProposalAnswer).  When its traces are
+// all done the process answers Counts, and phase 2 follows as for Run.  A process that
+// crashes or hangs during either kind of run fails the run (no restart: a chain's state
+// and an execution paused at a proposal live in that process only).
+
+/// Per-chain results of RunChains, written by the simulator into the stats area.
+struct ChainStats {
+  uint64_t started, num_sites, steps, accepted, rejected_invalid, errors, error_code, kept;
+  char last_error[512];
+};
+constexpr uint64_t kChainStatsBytes = sizeof(ChainStats);
 
 /// One message: an operation, the tag of the request it belongs to, and its arguments.
 struct Message {

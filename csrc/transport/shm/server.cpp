@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <thread>
 #include <random>
 #include <stdexcept>
@@ -23,6 +24,8 @@
 #include <vector>
 
 #include "core/address_table.hpp"
+#include "core/guided.hpp"
+#include "core/mcmc.hpp"
 #include "core/recorder.hpp"
 #include "core/runner.hpp"
 #include "transport/shm/payload.hpp"
@@ -152,9 +155,12 @@ class Server {
     send(Message{Op::Ready, 0, 0, {uint64_t(getpid())}});
     for (;;) {
       Message m = next();
+      tag_ = m.tag;
       try {
         switch (m.op) {
           case Op::Run: run(m); break;
+          case Op::RunChains: run_chains(m); break;
+          case Op::RunGuided: run_guided(m); break;
           case Op::Place: place(m); break;
           case Op::Shutdown: return 0;
           default: throw ProtocolFailure("unexpected message " + std::to_string(uint32_t(m.op)) + " from the host");
@@ -162,7 +168,7 @@ class Server {
       } catch (const std::exception& e) {
         // Bad requests, or no memory for the batch: the host turns it into an error.
         std::snprintf(ctrl_->error, sizeof(ctrl_->error), "%s", e.what());
-        send(Message{Op::Error, 0, m.tag, {}});
+        send(Message{Op::Error, 0, tag_, {}});
       }
     }
   }
@@ -210,14 +216,7 @@ class Server {
     const uint64_t seed = m.a[0], first = m.a[1], count = m.a[2], off = m.a[3], bytes = m.a[4];
     if (off > arena_size_ || bytes > arena_size_ - off) throw ProtocolFailure("run payload outside the data arena");
     PayloadReader in(arena_ + off, bytes);
-    obs_ = Observations();
-    obs_.required = m.a[5] != 0;
-    auto& table = AddressTable::global();
-    for (uint64_t i = 0, n = in.u64(); in.ok() && i < n; ++i) {
-      std::string name = in.str();
-      std::vector<double> value = in.f64s();
-      if (in.ok()) obs_.set(table.intern(name), std::move(value));
-    }
+    read_observations(in, m.a[5] != 0);
     std::vector<std::pair<uint64_t, std::string>> lost;  // ascending trace index
     for (uint64_t i = 0, n = in.u64(); in.ok() && i < n; ++i) {
       uint64_t trace = in.u64();
@@ -250,7 +249,26 @@ class Server {
     }
 
     check_unrecorded_draws(unrecorded);
-    Message counts{Op::Counts, 0, m.tag, {}};
+    Message counts = counts_message(m.tag);
+    if (bad_counts) counts.a[kCountRecords] = uint64_t(1) << 62;
+    send(counts);
+  }
+
+  /// The run's observations, at the start of every run payload.
+  void read_observations(PayloadReader& in, bool required) {
+    obs_ = Observations();
+    obs_.required = required;
+    auto& table = AddressTable::global();
+    for (uint64_t i = 0, n = in.u64(); in.ok() && i < n; ++i) {
+      std::string name = in.str();
+      std::vector<double> value = in.f64s();
+      if (in.ok()) obs_.set(table.intern(name), std::move(value));
+    }
+  }
+
+  /// Phase 1's report: the sizes of batch_ and the address names interned since the last.
+  Message counts_message(uint64_t tag) {
+    Message counts{Op::Counts, 0, tag, {}};
     counts.a[kCountTraces] = batch_.num_traces();
     counts.a[kCountRecords] = batch_.num_records();
     counts.a[kCountValues] = batch_.value_arena.size();
@@ -260,8 +278,223 @@ class Server {
     for (const auto& s : batch_.messages) message_bytes += 4 + align_up(s.size(), 4);
     counts.a[kCountMessageBytes] = message_bytes;
     report_names(counts);
-    if (bad_counts) counts.a[kCountRecords] = uint64_t(1) << 62;
-    send(counts);
+    return counts;
+  }
+
+  const uint8_t* arena_range(uint64_t off, uint64_t bytes, const char* what) const {
+    if (off > arena_size_ || bytes > arena_size_ - off)
+      throw ProtocolFailure(std::string(what) + " outside the data arena");
+    return arena_ + off;
+  }
+
+  /// Fault injection in chain and guided runs: `n` counts the executions (steps) or
+  /// rounds of this request.
+  void maybe_fault(uint64_t n) {
+    if (fault_.kind != Fault::None && fault_.trace == n) fault_.trigger(*ctrl_);
+  }
+
+  void step_done() {
+    ctrl_->completed.store(ctrl_->completed.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    beat();
+    maybe_fault(ctrl_->completed.load(std::memory_order_relaxed));
+  }
+
+  // --- Metropolis-Hastings ----------------------------------------------------------
+
+  /// The start trace of a RunChains payload, with this process's address ids.
+  static std::shared_ptr<TraceBatch> read_start(PayloadReader& in) {
+    const uint64_t n = in.u64();
+    if (!in.ok() || n == 0) return nullptr;
+    auto b = std::make_shared<TraceBatch>();
+    auto& table = AddressTable::global();
+    for (uint64_t r = 0; r < n && in.ok(); ++r) {
+      const uint64_t packed = in.u64();
+      const std::string name = in.str();
+      const uint64_t instance = in.u64();
+      const std::vector<double> values = in.f64s();
+      const double log_prob = in.f64();
+      const std::vector<double> params = in.f64s();
+      if (!in.ok()) break;
+      if (instance > UINT32_MAX || values.size() > UINT32_MAX || params.size() > UINT32_MAX)
+        throw ProtocolFailure("malformed start trace");
+      b->rec_trace.push_back(0);
+      b->rec_address.push_back(table.intern(name));
+      b->rec_instance.push_back(uint32_t(instance));
+      b->rec_name.push_back(0);
+      b->rec_kind.push_back(uint8_t(packed));
+      b->rec_flags.push_back(uint8_t(packed >> 8));
+      b->rec_dist.push_back(uint8_t(packed >> 16));
+      b->rec_value.push_back(values.empty() ? 0.0 : values[0]);
+      b->rec_log_prob.push_back(log_prob);
+      b->rec_value_offset.push_back(values.size() > 1 ? uint32_t(b->value_arena.size()) : 0);
+      if (values.size() > 1) b->value_arena.insert(b->value_arena.end(), values.begin(), values.end());
+      b->rec_value_len.push_back(uint32_t(values.size()));
+      b->rec_param_offset.push_back(uint32_t(b->param_arena.size()));
+      b->param_arena.insert(b->param_arena.end(), params.begin(), params.end());
+      b->rec_param_len.push_back(uint32_t(params.size()));
+    }
+    b->trace_index.push_back(0);
+    b->trace_begin.push_back(0);
+    b->trace_end.push_back(b->num_records());
+    for (auto* v : {&b->log_prior, &b->log_likelihood, &b->log_weight, &b->result}) v->push_back(0.0);
+    b->trace_type.push_back(0);
+    b->status.push_back(uint8_t(TraceStatus::Ok));
+    b->message.push_back(0);
+    return b;
+  }
+
+  /// RunChains: whole chains, as MHNativeRunner runs them on a thread (same chain ids,
+  /// seeds and trace numbers, so the same states).
+  void run_chains(const Message& m) {
+    const uint64_t seed = m.a[0], chain0 = m.a[1], nchains = m.a[2];
+    PayloadReader in(arena_range(m.a[3], m.a[4], "chain payload"), m.a[4]);
+    auto* stats = reinterpret_cast<ChainStats*>(const_cast<uint8_t*>(arena_range(m.a[5], m.a[6], "chain stats")));
+    if (nchains > m.a[6] / kChainStatsBytes || chain0 + nchains > (uint64_t(1) << 24))
+      throw ProtocolFailure("chain stats area too small");
+    read_observations(in, true);
+    MHOptions o;
+    const uint64_t kernel = in.u64();
+    o.kernel = MHKernel(kernel);
+    o.scale = in.f64();
+    o.prior_mix = in.f64();
+    o.burn_in = in.u64();
+    o.thinning = in.u64();
+    const uint64_t max_attempts = in.u64();
+    const bool stop_on_error = in.u64() != 0;
+    if (in.u64() != nchains || !in.ok()) throw ProtocolFailure("malformed chain payload");
+    std::vector<uint64_t> targets(nchains);
+    for (auto& t : targets) t = in.u64();
+    auto start = read_start(in);
+    if (!in.done() || kernel > 1 || o.thinning == 0 || !(o.scale > 0) || !(o.prior_mix >= 0 && o.prior_mix <= 1) ||
+        max_attempts > UINT32_MAX)
+      throw ProtocolFailure("malformed chain payload");
+
+    batch_.clear();
+    ActiveRun active;
+    const uint64_t unrecorded = unrecorded_draws();
+    ctrl_->completed.store(0, std::memory_order_relaxed);
+    std::vector<std::unique_ptr<MHChain>> chains;
+    for (uint64_t c = 0; c < nchains; ++c) {
+      chains.push_back(std::make_unique<MHChain>(o, seed, uint32_t(chain0 + c)));
+      chains.back()->target_steps = targets[c];
+      if (start) chains.back()->set_start(start, 0);
+    }
+    TraceBatch scratch;
+    auto on_step = [](void* self) { static_cast<Server*>(self)->step_done(); };
+    bool go = true;  // as embedded runs: no steps unless every chain found its start
+    for (auto& chain : chains) {
+      Recorder r(scratch, &obs_, seed, chain->policy());
+      RecorderScope scope(&r);
+      mh_initialize_chain(*chain, model_->run, r, scratch, uint32_t(max_attempts), stop_on_error);
+      step_done();
+      go = go && chain->started() && chain->num_sites() > 0;
+    }
+    for (auto& chain : chains) {
+      if (!go) break;
+      Recorder r(scratch, &obs_, seed, chain->policy());
+      RecorderScope scope(&r);
+      mh_run_chain(*chain, model_->run, r, scratch, chain->target_steps, stop_on_error, on_step, this);
+      if (stop_on_error && chain->errors()) go = false;  // the run raises: the other chains need not run
+    }
+    check_unrecorded_draws(unrecorded);
+    for (uint64_t c = 0; c < nchains; ++c) {
+      const MHChain& ch = *chains[c];
+      auto kept = chains[c]->take_output();
+      batch_.append(*kept);
+      ChainStats st{};
+      st.started = ch.started();
+      st.num_sites = ch.num_sites();
+      st.steps = ch.steps();
+      st.accepted = ch.accepted();
+      st.rejected_invalid = ch.rejected_invalid();
+      st.errors = ch.errors();
+      st.error_code = uint64_t(ch.last_error_code());
+      st.kept = kept->num_traces();
+      std::snprintf(st.last_error, sizeof(st.last_error), "%s", ch.last_error().c_str());
+      std::memcpy(&stats[c], &st, sizeof(st));
+    }
+    send(counts_message(m.tag));
+  }
+
+  // --- guided execution -------------------------------------------------------------
+
+  /// RunGuided: the process's traces as fibers under ProposalSlot policies (FiberRun on
+  /// this thread), one exchange with the host per round of stops.
+  void run_guided(const Message& m) {
+    const uint64_t seed = m.a[0], first = m.a[1], count = m.a[2], slots = m.a[6], stack_bytes = m.a[7];
+    PayloadReader in(arena_range(m.a[3], m.a[4], "guided payload"), m.a[4]);
+    read_observations(in, m.a[5] != 0);
+    uint8_t* exchange = const_cast<uint8_t*>(arena_range(m.a[8], m.a[9], "exchange area"));
+    const uint64_t capacity = m.a[9];
+    if (!in.done() || slots == 0 || slots > (uint64_t(1) << 20) || stack_bytes > (uint64_t(1) << 32) ||
+        first + count < first)
+      throw ProtocolFailure("malformed guided run request");
+
+    batch_.clear();
+    ActiveRun active;
+    const uint64_t unrecorded = unrecorded_draws();
+    ctrl_->completed.store(0, std::memory_order_relaxed);
+    FiberRun::Options options;
+    options.slots = uint32_t(slots);
+    options.threads = 1;  // this thread: the fibers never move between threads
+    options.stack_bytes = size_t(stack_bytes);
+    // Not owned: obs_ outlives the run.
+    std::shared_ptr<const Observations> obs(std::shared_ptr<void>(), &obs_);
+    FiberRun run(model_->run, seed, first, count, obs, options);
+    uint64_t rounds = 0;
+    std::vector<uint8_t> kinds;
+    std::vector<uint32_t> offsets, lens;
+    std::vector<double> params;
+    for (;;) {
+      const size_t n = run.advance();
+      beat();
+      maybe_fault(++rounds);
+      if (n == 0) break;
+      const RequestBatch& r = run.requests();
+      PayloadWriter w;
+      w.u64(n);
+      for (size_t i = 0; i < n; ++i) {
+        for (uint64_t v : {uint64_t(r.slot[i]), uint64_t(r.address[i]), uint64_t(r.instance[i]),
+                           uint64_t(r.prev_address[i]), uint64_t(r.prev_instance[i]), uint64_t(r.dist[i]),
+                           uint64_t(r.prev_dist[i]), uint64_t(r.first[i])})
+          w.u64(v);
+        w.f64(r.prev_value[i]);
+        w.f64s(r.params.data() + r.param_offset[i], r.param_len[i]);
+        w.f64s(r.params.data() + r.prev_param_offset[i], r.prev_param_len[i]);
+      }
+      if (w.bytes().size() > capacity)
+        throw ProtocolFailure("the proposal requests of one round exceed the " + std::to_string(capacity >> 20) +
+                              " MiB exchange area: use fewer slots");
+      std::memcpy(exchange, w.bytes().data(), w.bytes().size());
+      Message request{Op::ProposalRequest, 0, tag_, {n, w.bytes().size()}};
+      report_names(request);
+      send(request);
+
+      const Message a = next();
+      if (a.op == Op::Shutdown) _exit(0);  // the host gave up on the run and closes
+      if (a.op != Op::ProposalAnswer) throw ProtocolFailure("expected proposal answers from the host");
+      tag_ = a.tag;  // later messages answer this one
+      if (a.a[1] > capacity) throw ProtocolFailure("proposal answers outside the exchange area");
+      PayloadReader ans(exchange, a.a[1]);
+      if (ans.u64() != n || a.a[0] != n) throw ProtocolFailure("proposal answers do not match the requests");
+      kinds.clear();
+      offsets.clear();
+      lens.clear();
+      params.clear();
+      for (size_t i = 0; i < n && ans.ok(); ++i) {
+        kinds.push_back(uint8_t(std::min<uint64_t>(ans.u64(), 255)));
+        const std::vector<double> p = ans.f64s();
+        offsets.push_back(uint32_t(params.size()));
+        lens.push_back(uint32_t(p.size()));
+        params.insert(params.end(), p.begin(), p.end());
+      }
+      if (!ans.done()) throw ProtocolFailure("malformed proposal answers");
+      run.answer(kinds.data(), offsets.data(), lens.data(), n, params.data(), params.size());
+      beat();
+    }
+    std::swap(batch_, *run.take());
+    check_unrecorded_draws(unrecorded);
+    send(counts_message(tag_));
   }
 
   /// Writes the addresses interned since the last report into the names area.
@@ -378,6 +611,7 @@ class Server {
   const uint32_t* map_ = nullptr;
   bool started_ = false;
   Fault fault_;
+  uint64_t tag_ = 0;      // of the host's request being served (errors answer it)
   uint64_t shipped_ = 1;  // id 0 ("no name") is the same on both sides
   TraceBatch batch_;      // reused run after run: steady state allocates nothing
   Observations obs_;

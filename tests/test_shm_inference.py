@@ -1,0 +1,186 @@
+"""Inference on shared-memory models: Metropolis-Hastings chains run inside the simulator
+processes, guided importance sampling (inference compilation) with the executions' proposal
+requests gathered from every process into one network step.  The same seed gives the same
+chains and guided traces as embedded runs (and, for chains, as PPX runs)."""
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import GUM_OBS, GUM_POST_MEAN, GUM_POST_STD, assert_gum_posterior, assert_mean_close
+
+import ppfast
+import ppfast.examples
+from ppfast import InferenceEngine, diagnostics
+from ppfast.errors import MissingObservationError, SimulatorError
+from ppfast.models.shm import ShmModel
+from ppfast.trace import RecordKind
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="futex transport: Linux only")
+
+LMH = InferenceEngine.LIGHTWEIGHT_METROPOLIS_HASTINGS
+RMH = InferenceEngine.RANDOM_WALK_METROPOLIS_HASTINGS
+IC = InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK
+SMALL = {"lstm_dim": 64, "observe_embedding_dim": 32, "address_embedding_dim": 16, "proposal_dim": 32}
+
+
+def assert_identical(a, b):
+    """Every kept trace the same, bit for bit (values, densities, addresses, types)."""
+    assert len(a) == len(b)
+    for k in ("address", "instance", "kind", "flags", "dist", "value", "log_prob", "value_len"):
+        np.testing.assert_array_equal(a.records[k], b.records[k], err_msg=k)
+    for k in ("index", "log_prior", "log_likelihood", "log_weight", "result", "trace_type", "status"):
+        np.testing.assert_array_equal(a.traces[k], b.traces[k], err_msg=k)
+    np.testing.assert_array_equal(a.arenas["values"], b.arenas["values"])
+
+
+def assert_same_chains(a, b):
+    assert_identical(a, b)
+    for k in ("chain", "steps", "accepted", "rejected_invalid", "errors"):
+        np.testing.assert_array_equal(getattr(a.mcmc, k), getattr(b.mcmc, k), err_msg=k)
+
+
+def calorimeter_of(batch):
+    """The observed calorimeter grid of a trace (tau examples): synthetic data."""
+    rec = batch.records
+    j = int(np.where(rec["kind"] == RecordKind.OBSERVE)[0][0])
+    off, n = int(rec["value_offset"][j]), int(rec["value_len"][j])
+    return np.array(batch.arenas["values"][off:off + n])
+
+
+@pytest.fixture(scope="module")
+def gum_shm():
+    with ppfast.examples.load("gum", mode="shm", workers=2) as m:
+        yield m
+
+
+# --------------------------------------------------------------------------- Metropolis-Hastings
+
+
+@pytest.mark.remote
+@pytest.mark.parametrize("name", ["gum", "tau_decay"])
+def test_chains_are_identical_embedded_over_shm_and_over_ppx(name):
+    from ppfast.models.remote import ExampleServer
+
+    embedded = ppfast.examples.load(name)
+    if name == "gum":
+        obs, n, engines = GUM_OBS, 1000, (RMH, LMH)
+    else:
+        obs, n, engines = {"calorimeter": calorimeter_of(embedded.prior_batch(1, seed=3))}, 60, (RMH,)
+    with ppfast.examples.load(name, mode="shm", workers=2) as shm, ExampleServer(name, quiet=True) as server, \
+            ppfast.RemoteModel(server.address, timeout=60) as remote:
+        for engine in engines:
+            kw = dict(observe=obs, seed=11, num_chains=3, burn_in=5, thinning=2)
+            a, b, c = (m.posterior_batch(n, engine, **kw) for m in (embedded, shm, remote))
+            assert a.mcmc.accepted.min() > 0
+            assert_same_chains(a, b)
+            assert_same_chains(a, c)
+
+
+def test_chains_from_an_initial_trace_and_with_fewer_processes_than_chains(gum_shm):
+    embedded = ppfast.examples.load("gum")
+    prior = embedded.prior_batch(3, seed=1)
+    kw = dict(observe=GUM_OBS, seed=4, num_chains=5, initial_trace=prior.trace(2))
+    a = embedded.posterior_batch(500, RMH, **kw)
+    b = gum_shm.posterior_batch(500, RMH, **kw)
+    assert_same_chains(a, b)
+    # Chains start from the start trace's mu: a chain whose first proposal was rejected keeps it.
+    firsts = b.values_of("mu")[np.searchsorted(b.mcmc.chain, np.arange(5))]
+    assert np.any(firsts == prior.values_of("mu")[2])
+
+
+def test_rmh_on_shm_gum_matches_the_closed_form(gum_shm):
+    n = 40_000
+    post = gum_shm.posterior_results(n, RMH, observe=GUM_OBS, seed=2024, num_chains=4, burn_in=500)
+    chains = np.stack([c.values for c in diagnostics.chains(post)])
+    assert chains.shape == (4, n // 4)
+    assert_mean_close(chains, GUM_POST_MEAN, GUM_POST_STD, "shm RMH mean")
+    assert diagnostics.rhat(post) < 1.01
+    assert 0 < post.batch.mcmc.acceptance_rate < 1
+
+
+def test_chain_errors_are_the_embedded_ones(gum_shm):
+    with pytest.raises(MissingObservationError):
+        gum_shm.posterior_results(10, LMH, observe={"obs0": 8.0}, seed=1)
+    # The processes are still serving.
+    assert len(gum_shm.posterior_batch(20, RMH, observe=GUM_OBS, seed=1)) == 20
+
+
+def test_a_crash_or_hang_during_chains_is_a_clear_error_and_the_model_recovers():
+    with ShmModel.example("gum", workers=2, env={"PPFAST_SHM_FAULT": "segv@40"}) as m:
+        with pytest.raises(SimulatorError, match=r"died with signal 11.* during Metropolis-Hastings chains (0-1|2-3) \(their states are lost"):
+            m.posterior_batch(400, RMH, observe=GUM_OBS, seed=1, num_chains=4)
+        assert len(m.prior_batch(10, seed=1)) == 10  # restarted for the next run
+    with ShmModel.example("gum", workers=1, timeout=1, env={"PPFAST_SHM_FAULT": "hang@40"}) as m:
+        with pytest.raises(SimulatorError, match=r"hung \(no progress for 1 s\) during Metropolis-Hastings chain 0"):
+            m.posterior_batch(100, LMH, observe=GUM_OBS, seed=1)
+
+
+def test_ctrl_c_stops_chains_and_the_model_recovers():
+    import _thread
+
+    with ShmModel.example("gum", workers=2, timeout=None, env={"PPFAST_SHM_FAULT": "hang@30"}) as m:
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            m.posterior_batch(1000, RMH, observe=GUM_OBS, seed=1, num_chains=2)
+        timer.join()
+        assert len(m.posterior_batch(20, RMH, observe=GUM_OBS, seed=1, num_chains=2)) == 20
+
+
+# --------------------------------------------------------------------------- guided importance sampling
+
+
+@pytest.fixture(scope="module")
+def gum_net(gum_shm):
+    """A small network trained on the shared-memory GUM (training reads its prior traces)."""
+    import torch
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = gum_shm.learn_inference_network(6000, batch_size=128, learning_rate=3e-3, seed=0, **SMALL)
+    finally:
+        torch.set_num_threads(threads)
+    losses = np.array(net.history)[:, 1]
+    assert losses[-10:].mean() < losses[:5].mean()
+    return net
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("slots", [5, 64])
+def test_guided_traces_equal_the_embedded_ones(gum_shm, gum_net, slots):
+    embedded = ppfast.examples.load("gum")
+    a = embedded.posterior_batch(300, IC, observe=GUM_OBS, seed=8, slots=slots, network=gum_net)
+    b = gum_shm.posterior_batch(300, IC, observe=GUM_OBS, seed=8, slots=slots, network=gum_net)
+    assert_identical(a, b)
+    assert np.all(b.records["flags"][b.records["kind"] == 0] & 16)  # values came from the proposals
+    np.testing.assert_array_equal(b.traces["index"], np.arange(300))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_guided_posterior_on_shm_gum_matches_the_closed_form(gum_shm, gum_net):
+    gum_shm.inference_network = gum_net
+    post = gum_shm.posterior_results(4000, IC, observe=GUM_OBS, seed=1)
+    assert_gum_posterior(post, "shm IC")
+    prior = gum_shm.posterior_results(4000, observe=GUM_OBS, seed=1)
+    assert post.effective_sample_size > 5 * prior.effective_sample_size
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_guided_runs_fail_clearly(gum_net):
+    with ShmModel.example("gum", workers=2, env={"PPFAST_SHM_FAULT": "segv@2"}) as m:
+        with pytest.raises(SimulatorError, match=r"died with signal 11.* during guided importance sampling of traces"):
+            m.posterior_batch(200, IC, observe=GUM_OBS, seed=1, network=gum_net)
+        assert len(m.simulate(10, seed=1, first=100)) == 10  # restarted for the next run
+    with pytest.raises(MissingObservationError):
+        with ShmModel.example("gum", workers=1) as m:
+            m.posterior_batch(20, IC, observe={"obs0": 8.0}, seed=1, network=gum_net)
+    m = ShmModel.example("gum", workers=1)
+    m.close()
+    with pytest.raises(SimulatorError, match="closed"):
+        m.posterior_batch(20, IC, observe=GUM_OBS, seed=1, network=gum_net)
+    with pytest.raises(SimulatorError, match="closed"):
+        m.posterior_batch(20, RMH, observe=GUM_OBS, seed=1)

@@ -1,7 +1,7 @@
 // The shared-memory host and a simulator process, both built with sanitizers by
 // tests/test_shm.py: runs, observations, a crash mid-run, a block that outlives its
-// batch and its host, Metropolis-Hastings chains and a guided run.  argv[1]: the simulator executable (GUM).  Exits non-zero on a
-// failed check.
+// batch and its host, Metropolis-Hastings chains and a guided run.  argv[1]: the
+// simulator executable (GUM).  Exits non-zero on a failed check.
 #include <cmath>
 #include <cstdio>
 #include <cstring>

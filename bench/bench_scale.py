@@ -1,6 +1,6 @@
 """Throughput against run size: embedded GUM and the 100-draw model, prior and importance
 sampling, at 10k, 100k, 1M and 10M traces, and 100M in streaming mode; numba and
-shared-memory GUM priors at 10k-10M.  Each size is one benchmark whose baseline is the
+shared-memory GUM prior and IS the same way.  Each size is one benchmark whose baseline is the
 same model at 1M traces, measured in the same run, so ``ratio`` is the rate relative to the
 1M figure (flat throughput: within 0.8-1.2).  Extra columns: bytes per record and per trace,
 the recording-off floor's rate over this rate (embedded), and for the streamed GUM IS runs
@@ -170,8 +170,10 @@ def _plan() -> List[Tuple[str, str, str, int, bool]]:
         # 100 draws per trace: 10M traces are 10^9 records (tens of GB): streamed.
         plan += [("hundred", "embedded", engine, s, False) for s in SIZES[:3]]
         plan += [("hundred", "embedded", engine, 10_000_000, True)]
-    for mode in ("numba", "shm"):
-        plan += [("gum", mode, "prior", s, False) for s in SIZES]
+        # The same GUM compiled with numba (in this process) and served over shared memory.
+        for mode in ("numba", "shm"):
+            plan += [("gum", mode, engine, s, False) for s in SIZES]
+            plan += [("gum", mode, engine, 100_000_000, True)]
     return plan
 
 
@@ -204,11 +206,111 @@ def sweep(sizes: List[int], out: Any = sys.stdout, plot: Path = PLOT) -> List[Di
     return rows
 
 
+def breakdown(name: str, mode: str, engine: str, size: int, out: Any = sys.stdout) -> Dict[str, float]:
+    """Seconds spent in each stage of one in-memory run of ``size`` traces: simulating the
+    chunks (the native runs, which include merging each run's per-thread parts), joining the
+    chunks into one batch, checking the observed names, building the Empirical, and the
+    rest (Python bookkeeping)."""
+    import ppfast.model as model_module
+    import ppfast.trace as trace_module
+
+    model = _model(name, mode)
+    spent: Dict[str, float] = {}
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    patches = [(model, "_simulate", timed("simulate chunks", model._simulate)),
+               (trace_module.TraceBatch, "concat", staticmethod(timed("join chunks", trace_module.TraceBatch.concat))),
+               (model_module, "warn_unused_observations",
+                timed("check observed names", model_module.warn_unused_observations)),
+               (model_module, "_empirical", timed("build Empirical", model_module._empirical))]
+    saved = [(obj, attr, obj.__dict__.get(attr)) for obj, attr, _ in patches]
+    for obj, attr, fn in patches:
+        setattr(obj, attr, fn)
+    try:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = _call(model, name, engine, size, False)
+        total = time.perf_counter() - t0
+        del result
+    finally:
+        for obj, attr, old in saved:
+            if old is None:
+                delattr(obj, attr)
+            else:
+                setattr(obj, attr, old)
+    # TraceBatch.concat is a classmethod: the timed wrapper got the class as its first argument.
+    spent["other"] = total - sum(spent.values())
+    spent["total"] = total
+    print(f"{name} {mode} {engine} {size:,} traces: {size / total:,.0f} traces/s; "
+          + ", ".join(f"{k} {v:.3f} s" for k, v in spent.items()), file=out)
+    return spent
+
+
+def flat_table(models: List[Tuple[str, str, str]], sizes: List[str], repeats: int, out: Any = sys.stdout,
+               reference: int = REFERENCE) -> Dict[Tuple[str, str, str], Dict[str, List[float]]]:
+    """Rates of every size of each (model, mode, engine), sizes interleaved within each of
+    ``repeats`` rounds (so the machine's load falls on all of them alike).  A size is a
+    number of traces, streamed if it ends in 's' ("100000000s").  Small sizes repeat their
+    call to last about as long as ``reference`` (1M).  Prints the median rate, its spread
+    (min-max over the rounds) and the ratio of the median to the reference's median."""
+    rates: Dict[Tuple[str, str, str], Dict[str, List[float]]] = {}
+    for _ in range(repeats):
+        for key in models:
+            name, mode, engine = key
+            model = _model(name, mode)
+            for label in sizes:
+                size, stream = int(label.rstrip("s")), label.endswith("s")
+                calls = max(1, reference // size)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range(calls):
+                        r = _call(model, name, engine, size, stream)
+                        del r
+                rates.setdefault(key, {}).setdefault(label, []).append(calls * size / (time.perf_counter() - t0))
+    for key, by_size in rates.items():
+        ref = statistics.median(by_size[str(reference)]) if str(reference) in by_size else None
+        for label, rs in by_size.items():
+            med = statistics.median(rs)
+            ratio = f"x{med / ref:.2f}" if ref else ""
+            print(f"{' '.join(key):22s} {int(label.rstrip('s')):>12,}{' stream' if label.endswith('s') else '       '}"
+                  f"  {med:>12,.0f} traces/s  ({min(rs):,.0f}-{max(rs):,.0f})  {ratio}", file=out)
+    return rates
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the code paths")
     p.add_argument("--plot", default=str(PLOT))
+    p.add_argument("--breakdown", metavar="N[,N...]",
+                   help="time each stage of in-memory runs of N traces, sizes in turn (--models, --engines)")
+    p.add_argument("--table", type=int, metavar="REPEATS",
+                   help="the flat-throughput table: every size, interleaved, REPEATS rounds")
+    p.add_argument("--models", default="gum:embedded,hundred:embedded",
+                   help="for --table: comma-separated model:mode")
+    p.add_argument("--sizes", default="10000,100000,1000000,10000000,10000000s,100000000s",
+                   help="for --table: numbers of traces, an 's' suffix streams")
+    p.add_argument("--engines", default="prior,is", help="for --table")
     args = p.parse_args(argv)
+    if args.breakdown:
+        for engine in args.engines.split(","):
+            for m in args.models.split(","):
+                for size in args.breakdown.split(","):
+                    breakdown(*m.split(":"), engine, int(size))
+        return 0
+    if args.table:
+        keys = [(*m.split(":"), e) for m in args.models.split(",") for e in args.engines.split(",")]
+        flat_table(keys, args.sizes.split(","), args.table)  # type: ignore[arg-type]
+        return 0
     sizes = [1000, 4000, 16000] if args.smoke else list(SIZES)
     sweep(sizes, plot=Path(args.plot))
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

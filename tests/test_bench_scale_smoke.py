@@ -21,9 +21,20 @@ def test_scale_sweep_smoke(tmp_path):
     assert plot.stat().st_size > 0
 
 
+def test_scale_breakdown_and_flat_table_smoke():
+    out = io.StringIO()
+    spent = bench_scale.breakdown("gum", "embedded", "is", 3000, out=out)
+    assert spent["total"] > 0 and spent["simulate chunks"] > 0 and "traces/s" in out.getvalue()
+    rates = bench_scale.flat_table([("gum", "embedded", "prior")], ["1000", "4000", "4000s"], 2, out=out,
+                                   reference=4000)
+    assert sorted(rates[("gum", "embedded", "prior")]) == ["1000", "4000", "4000s"]
+    assert "x1.00" in out.getvalue()
+
+
 def test_scale_benchmarks_registered():
     from bench.harness import REGISTRY
 
     names = [b.name for b in REGISTRY.select("^scale_")]
     assert "scale_gum_embedded_is_100M_stream" in names and "scale_hundred_embedded_prior_10M_stream" in names
     assert "scale_gum_shm_prior_10M" in names and "scale_gum_numba_prior_1M" in names
+    assert "scale_gum_numba_is_100M_stream" in names and "scale_gum_shm_is_100M_stream" in names

@@ -84,15 +84,18 @@ class RunningSummary:
                 self._hist *= scale
             self._shift = top
         w = np.exp(lw - self._shift)
+        # einsum, not np.dot: dot goes to a multithreaded BLAS whose thread hand-offs cost
+        # ten times the arithmetic on a busy machine.
         cw = float(w.sum())
-        cmean = float(np.dot(w, values)) / cw
-        cm2 = float(np.dot(w, (values - cmean) ** 2))
+        cmean = float(np.einsum("i,i->", w, values)) / cw
+        dev = values - cmean
+        cm2 = float(np.einsum("i,i,i->", w, dev, dev))
         total = self._w + cw
         delta = cmean - self._mean
         self._mean += delta * cw / total
         self._m2 += cm2 + delta * delta * self._w * cw / total
         self._w = total
-        self._w2 += float(np.dot(w, w))
+        self._w2 += float(np.einsum("i,i->", w, w))
         if self._hist is not None:
             bins = np.searchsorted(self.edges, values, side="right")
             self._hist += np.bincount(bins, weights=w, minlength=len(self._hist))

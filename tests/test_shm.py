@@ -138,14 +138,18 @@ def test_columns_are_views_on_the_shared_arena_that_outlive_the_batch():
 
 
 def test_blocks_are_pooled_and_reused(gum_shm):
-    addresses = set()
+    # Runs of one size reuse the arena's pages: the file stops growing after the first,
+    # and every batch lies in it.  (Where exactly depends on how many pieces the
+    # processes made, which depends on their speed.)
     sizes = set()
+    base = gum_shm._host.arena[0]
     for _ in range(6):
         batch = gum_shm.prior_batch(5000, seed=3)
-        addresses.add(batch.records["value"].ctypes.data)
+        size = gum_shm._host.arena[2]
+        assert base <= batch.records["value"].ctypes.data < base + size
         del batch
-        sizes.add(gum_shm._host.arena[2])
-    assert len(addresses) == 1 and len(sizes) == 1
+        sizes.add(size)
+    assert len(sizes) == 1
 
 
 def test_empty_and_tiny_runs(gum_shm):
@@ -184,6 +188,60 @@ def test_exit_and_repeated_crashes_in_one_run():
         with pytest.raises(SimulatorError, match="max_restarts"):
             m.prior_batch(10, seed=1)
         assert len(m.simulate(10, seed=1, first=1).failed) == 0  # processes come back for the next run
+
+
+def test_a_restart_runs_again_only_the_piece_in_flight(tmp_path):
+    # One process crashes at 90% of its slice.  The pieces it placed before survive it:
+    # the restarted process goes on from the piece that failed, and the batch is the one
+    # a run without the crash gives (trace i always uses RNG stream i).
+    n, crash = 100_000, 90_000
+    log = tmp_path / "started"
+    env = {"PPFAST_SHM_FAULT": f"segv@{crash}", "PPFAST_SHM_TRACE_LOG": str(log)}
+    with ShmModel.example("gum", workers=1, env=env) as m:
+        with pytest.warns(SimulatorWarning, match=f"trace {crash}"):
+            batch = m.prior_batch(n, seed=3)
+        assert m.restarts == 1
+    assert batch.failed.tolist() == [crash]
+    assert_same_traces(batch, ppfast.examples.load("gum").prior_batch(n, seed=3), skip=[crash])
+    started = np.bincount(np.loadtxt(log, dtype=np.int64), minlength=n)
+    assert started.min() == 1 and started.max() <= 2
+    # A piece is 1/16 of the slice, or 5 ms of work on a fast machine: far less than the
+    # 90,000 traces a restart from the start of the slice runs again.
+    assert np.count_nonzero(started == 2) < n // 8
+    assert started[crash] == 1  # the lost trace is not tried again
+
+
+def test_a_run_past_max_restarts_keeps_its_finished_traces():
+    n = 100_000
+    with ShmModel.example("gum", workers=1, env={"PPFAST_SHM_FAULT": "kill@60000"}, max_restarts=0) as m:
+        with pytest.raises(SimulatorError, match="max_restarts") as info:
+            m.prior_batch(n, seed=4)
+    partial = info.value.partial
+    assert partial is not None and 0 < len(partial) <= 60_000 and len(partial.failed) == 0
+    np.testing.assert_array_equal(partial.traces["index"], np.arange(len(partial)))
+    embedded = ppfast.examples.load("gum").prior_batch(len(partial), seed=4)
+    assert_same_traces(partial, embedded)
+
+
+def test_ctrl_c_keeps_the_finished_traces_of_a_shm_run():
+    import _thread
+
+    with ShmModel.example("gum", workers=2, timeout=None, env={"PPFAST_SHM_FAULT": "hang@150000"}) as m:
+        m.prior_batch(1000, seed=1)  # started
+        timer = threading.Timer(1.0, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt) as info:
+            m.prior_batch(200_000, seed=6)  # the second process parks at trace 150000
+        timer.join()
+        partial = info.value.partial
+        assert partial is not None and len(partial) > 0 and len(partial.failed) == 0
+        index = partial.traces["index"]
+        assert len(np.unique(index)) == len(index) and 150_000 not in index
+        embedded = ppfast.examples.load("gum").prior_batch(200_000, seed=6)
+        for k in ("result", "log_prior", "trace_type"):
+            np.testing.assert_array_equal(partial.traces[k], embedded.traces[k][index], err_msg=k)
+        assert len(m.simulate(1000, seed=1, first=2000).failed) == 0  # and the model recovers
+    assert shm_names() == []
 
 
 def test_hang_is_detected_killed_and_reported():
@@ -439,6 +497,10 @@ def test_close_from_another_thread_stops_the_run():
     t.join(10)
     assert not t.is_alive()
     assert isinstance(out.get("error"), SimulatorError) and "closed" in str(out["error"])
+    # The pieces placed before the spin are kept.
+    partial = out["error"].partial
+    assert partial is not None and 0 < len(partial) < 300 and len(partial.failed) == 0
+    np.testing.assert_array_equal(partial.traces["index"], np.arange(len(partial)))
     assert m.restarts == 0 and not any(alive(p) for p in pids)
     assert not any(alive(p) for p in set(child_pids()) - before)  # nothing restarted
     assert shm_names() == []

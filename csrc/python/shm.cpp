@@ -72,6 +72,16 @@ PyTraceBatch to_batch(const PyShmBatch& s) {
   return out;
 }
 
+/// Sets `partial` (the finished traces of a failed run) on the pending Python exception.
+void attach_partial(const std::shared_ptr<Batch>& partial) {
+  if (!partial) return;
+  PyObject *type, *value, *trace;
+  PyErr_Fetch(&type, &value, &trace);
+  PyErr_NormalizeException(&type, &value, &trace);
+  if (value) PyObject_SetAttrString(value, "partial", py::cast(PyShmBatch{partial}).ptr());
+  PyErr_Restore(type, value, trace);
+}
+
 /// Polled by the host while it waits with the GIL released: lets Ctrl-C through.
 bool interrupted() {
   py::gil_scoped_acquire gil;
@@ -108,15 +118,30 @@ class ShmHost {
       obs.push_back({name, std::vector<double>(value.data(), value.data() + value.size())});
     auto out = std::make_shared<Batch>();
     bool stopped = false;
+    std::shared_ptr<Batch> partial;
+    std::unique_ptr<HostError> failed;  // one that carries finished traces
     {
       py::gil_scoped_release release;
       try {
         *out = host().run(seed, first, count, obs, required, interrupted);
-      } catch (const shm::Interrupted&) {
+      } catch (const shm::Interrupted& e) {
         stopped = true;
+        partial = e.partial;
+      } catch (const HostError& e) {
+        if (!e.partial) throw;
+        failed = std::make_unique<HostError>(e);
       }
     }
-    if (stopped) throw py::error_already_set();
+    if (failed) {
+      py::object cls = py::reinterpret_borrow<py::object>(PyExc_MemoryError);
+      if (failed->kind != HostError::Memory) cls = py::module_::import("ppfast.errors").attr("SimulatorError");
+      py::set_error(cls, failed->what());
+      partial = failed->partial;
+    }
+    if (stopped || failed) {  // the KeyboardInterrupt PyErr_CheckSignals set, or the error above
+      attach_partial(partial);
+      throw py::error_already_set();
+    }
     return PyShmBatch{out};
   }
 

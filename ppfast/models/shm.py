@@ -12,7 +12,10 @@ The simulator is the same source as in embedded mode, linked into an executable 
 
 A process that crashes or hangs (no progress for ``timeout`` seconds) loses the trace it
 was running: that trace comes back failed, with the reason as its error message, the
-process is restarted, and the run goes on (a :class:`SimulatorWarning` says so).
+process is restarted, and the run goes on (a :class:`SimulatorWarning` says so).  Each
+process works through its slice in pieces placed in shared memory as they finish, so a
+restart re-runs at most the piece in flight; a run that fails anyway (``max_restarts``,
+Ctrl-C, ``close()``) raises with the finished traces as ``err.partial``.
 
 Metropolis-Hastings chains run inside the processes (:mod:`ppfast.inference.mcmc`), and
 guided importance sampling keeps executions in flight in every process, answered by one
@@ -160,7 +163,14 @@ class ShmModel(BaseModel):
 
             raise SimulatorError(f"{self!r} is closed")
         obs = [(address_name(k), v) for k, v in observations.items()]
-        return TraceBatch(self._host.run(seed, first, count, obs, required))
+        try:
+            return TraceBatch(self._host.run(seed, first, count, obs, required))
+        except (Exception, KeyboardInterrupt) as e:
+            # A failed or interrupted run carries the traces its processes finished.
+            native = getattr(e, "partial", None)
+            if isinstance(native, _core.ShmTraceBatch):
+                e.partial = TraceBatch(native)  # type: ignore[attr-defined]
+            raise
 
     def simulate(self, num_traces: int, observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
                  first: int = 0, progress: Optional[bool] = None, on_error: str = "raise",

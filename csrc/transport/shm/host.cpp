@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <new>
+#include <thread>
 
 #include "core/address_table.hpp"
 #include "core/distributions.hpp"
@@ -27,6 +30,8 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kMinTracesPerProcess = 256;  // below this, a split costs more than it gains
+constexpr uint64_t kPiecesPerSlice = 16;          // a crash re-runs at most this share of a slice
+constexpr int64_t kMinPieceNs = 5'000'000;        // pieces shorter than this cost more than they keep
 constexpr int64_t kSpinNs = 20'000;
 constexpr int64_t kTickNs = 10'000'000;           // health checks and Ctrl-C polls
 constexpr uint64_t kKeepBytes = uint64_t(64) << 20;  // free memory always kept for the next runs
@@ -198,7 +203,9 @@ void Arena::trim() {
 // --- processes ---------------------------------------------------------------------
 
 struct Host::Part {
-  enum Stage { Running, Counted, Placing, Placed };
+  // A piece of one process's slice, simulated and then placed into a block of its own,
+  // so that a crash or hang later in the slice loses only the piece in flight.
+  enum Stage { Running, Placing, Placed };
   uint64_t first = 0, count = 0;
   Worker* worker = nullptr;
   std::vector<std::pair<uint64_t, std::string>> lost;  // ascending trace index
@@ -206,7 +213,11 @@ struct Host::Part {
   uint64_t tag = 0;
   uint64_t counts[8] = {};
   std::shared_ptr<Block> payload;
-  uint64_t record0 = 0, trace0 = 0, value0 = 0, param0 = 0, message0 = 0, strings = 0;
+  int64_t started = 0;           // when it was dispatched (ns): sizes the next piece
+  std::shared_ptr<Block> block;  // its columns (at `offsets`), then its messages
+  Totals totals;
+  uint64_t offsets[kNumColumns] = {};
+  uint64_t columns = 0;  // bytes of the columns: the messages start there
 };
 
 Host::Host(HostOptions options, const std::function<bool()>& interrupted)
@@ -431,6 +442,95 @@ void Host::map_names(Worker& w, const Message& counts) {
   w.mapped_ids = from + n;
 }
 
+void Host::place(Part& p) {
+  // This piece's traces alone; the batch is gathered from the pieces at the end.
+  p.totals = Totals();
+  p.totals.n[0] = p.counts[kCountRecords];
+  p.totals.n[1] = p.counts[kCountTraces];
+  p.totals.n[2] = p.counts[kCountValues];
+  p.totals.n[3] = p.counts[kCountParams];
+  p.columns = column_layout(p.totals, p.offsets);
+  p.block = arena_->allocate(p.columns + p.counts[kCountMessageBytes]);
+  Worker& w = *p.worker;
+  p.tag = ++tag_;
+  p.stage = Part::Placing;
+  w.last_beat = w.ctrl->beat.load(std::memory_order_relaxed);
+  w.beat_time = now_ns();
+  send(w, Message{Op::Place, 0, p.tag,
+                  {p.block->offset(), p.totals.n[0], p.totals.n[1], p.totals.n[2], p.totals.n[3], 0, 0, 0, 0, 0,
+                   p.block->offset() + p.columns}});
+}
+
+Batch Host::gather(std::vector<const Part*> parts, uint64_t first) const {
+  std::sort(parts.begin(), parts.end(), [](const Part* a, const Part* b) { return a->first < b->first; });
+  Batch out;
+  uint64_t messages = 0;
+  std::vector<std::array<uint64_t, 5>> starts;  // records, traces, values, params, messages
+  for (const Part* p : parts) {
+    starts.push_back({out.totals.n[0], out.totals.n[1], out.totals.n[2], out.totals.n[3], messages});
+    for (int d = 0; d < 4; ++d) out.totals.n[d] += p->totals.n[d];
+    messages += p->counts[kCountMessages];
+  }
+  const uint64_t columns = column_layout(out.totals, out.offsets);
+  if (parts.size() == 1) {
+    out.block = parts[0]->block;  // one piece is the batch as it lies
+  } else {
+    out.block = arena_->allocate(columns);
+    uint8_t* dst = out.block->data();
+    // Pieces go to disjoint ranges of every column: one thread per group of pieces.
+    auto copy_piece = [&](size_t j) {
+      const Part& p = *parts[j];
+      const auto& s = starts[j];
+      const uint8_t* src = p.block->data();
+      for (int c = 0; c < kNumColumns; ++c) {
+        const auto& info = kColumns[c];
+        const uint64_t n = p.totals.of(info.dim);
+        uint8_t* to = dst + out.offsets[c] + s[int(info.dim)] * info.size;
+        const uint8_t* from = src + p.offsets[c];
+        // Indices into other dimensions move by where this piece starts there.
+        const uint64_t shift = c == kRecTrace ? s[1] : c == kRecValueOffset ? s[2] : c == kRecParamOffset ? s[3]
+                             : c == kTrBegin || c == kTrEnd ? s[0] : c == kTrMessage ? s[4] : 0;
+        if (!shift) {
+          if (n) std::memcpy(to, from, n * info.size);
+        } else if (info.size == 4) {
+          auto* o = reinterpret_cast<uint32_t*>(to);
+          const auto* i = reinterpret_cast<const uint32_t*>(from);
+          for (uint64_t k = 0; k < n; ++k) o[k] = i[k] + uint32_t(shift);
+        } else {
+          auto* o = reinterpret_cast<uint64_t*>(to);
+          const auto* i = reinterpret_cast<const uint64_t*>(from);
+          for (uint64_t k = 0; k < n; ++k) o[k] = i[k] + shift;
+        }
+      }
+    };
+    const size_t threads = std::min<size_t>({parts.size(), workers_.size(),
+                                             std::max(1u, std::thread::hardware_concurrency())});
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        for (size_t j = t; j < parts.size(); j += threads) copy_piece(j);
+      });
+    for (size_t j = 0; j < parts.size(); j += threads) copy_piece(j);
+    for (auto& t : pool) t.join();
+  }
+  const uint8_t* base = arena_->base();
+  for (const Part* p : parts) {
+    // The messages follow the piece's columns; their lengths come from the simulator.
+    const uint64_t end = p->block->offset() + p->block->size();
+    uint64_t s = p->block->offset() + p->columns;
+    for (uint64_t j = 0; j < p->counts[kCountMessages]; ++j) {
+      uint32_t len = 0;
+      if (s + 4 > end) fail("malformed messages from a simulator");
+      std::memcpy(&len, base + s, 4);
+      if (len > end - s - 4) fail("malformed messages from a simulator");
+      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
+      s += 4 + align_up(len, 4);
+    }
+    for (const auto& lost : p->lost) out.lost.push_back(lost.first - first);
+  }
+  return out;
+}
+
 Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
                 bool required, const std::function<bool()>& interrupted) {
   std::unique_lock<std::mutex> lock(run_mutex_);
@@ -454,110 +554,80 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
     obs.str(o.name);
     obs.f64s(o.value.data(), o.value.size());
   }
-  std::vector<Part> parts;
+  // Each process works through its slice one piece at a time.  A piece is about 1/16 of
+  // the slice (what a crash can cost), and at least kMinPieceNs of work once the
+  // process's speed is known (so the hand-offs cost nothing).
+  struct Slice {
+    Worker* worker;
+    uint64_t next, end, piece;
+    Part* current = nullptr;
+  };
+  std::deque<Part> parts;  // stable addresses
+  std::vector<Slice> slices;
   if (count) {
     const uint64_t k = std::min<uint64_t>(workers_.size(), std::max<uint64_t>(1, count / kMinTracesPerProcess));
-    parts.resize(k);
     for (uint64_t i = 0; i < k; ++i) {
-      parts[i].first = first + count * i / k;
-      parts[i].count = first + count * (i + 1) / k - parts[i].first;
-      parts[i].worker = &workers_[i];
+      const uint64_t a = first + count * i / k, b = first + count * (i + 1) / k;
+      slices.push_back({&workers_[i], a, b, std::max<uint64_t>(1, (b - a + kPiecesPerSlice - 1) / kPiecesPerSlice)});
     }
   }
+  std::vector<const Part*> placed;
+  auto start_next = [&](Slice& s) {
+    s.current = nullptr;
+    if (s.next == s.end) return;
+    Part& p = parts.emplace_back();
+    p.first = s.next;
+    p.count = std::min(s.piece, s.end - s.next);
+    p.worker = s.worker;
+    s.next += p.count;
+    s.current = &p;
+    dispatch(p, seed, required, obs.bytes());
+    p.started = now_ns();
+  };
 
-  Batch out;
-  std::shared_ptr<Block> block;  // outlives the clean-up below: killed processes wrote into it
   try {
-    for (auto& p : parts) dispatch(p, seed, required, obs.bytes());
+    for (auto& s : slices) start_next(s);
     int restarts = 0;
-    bool laid_out = false;
     int64_t next_check = now_ns() + kTickNs;
-    auto send_place = [&](Part& p) {
-      Worker& w = *p.worker;
-      p.tag = ++tag_;
-      p.stage = Part::Placing;
-      w.last_beat = w.ctrl->beat.load(std::memory_order_relaxed);
-      w.beat_time = now_ns();
-      send(w, Message{Op::Place, 0, p.tag,
-                      {block->offset(), out.totals.n[0], out.totals.n[1], out.totals.n[2], out.totals.n[3], p.record0,
-                       p.trace0, p.value0, p.param0, p.message0, p.strings}});
-    };
     for (;;) {
       bool moved = false;
-      for (auto& p : parts) {
+      for (auto& s : slices) {
         Message m;
-        for (uint32_t k = 0; k < Ring::kSlots && p.worker->ctrl->up.pop(m); ++k) {
+        for (uint32_t k = 0; k < Ring::kSlots && s.current && s.worker->ctrl->up.pop(m); ++k) {
+          Part& p = *s.current;
           if (m.tag != p.tag) continue;  // an answer to an abandoned request
           moved = true;
           if (m.op == Op::Counts && p.stage == Part::Running) {
             check_counts(p.worker->pid, m, p.count);
             map_names(*p.worker, m);
-            // A re-run after a crash that came out different (a simulator with its own
-            // randomness) moves everything after it: lay the batch out again.
-            constexpr size_t kLayoutBytes = sizeof(uint64_t) * (kCountMessageBytes + 1);
-            if (laid_out && std::memcmp(p.counts, m.a, kLayoutBytes) != 0) laid_out = false;
             std::memcpy(p.counts, m.a, sizeof(p.counts));
-            p.stage = Part::Counted;
+            const double ns_per_trace = double(std::max<int64_t>(now_ns() - p.started, 1)) / double(p.count);
+            s.piece = std::max(s.piece, uint64_t(double(kMinPieceNs) / ns_per_trace));
+            place(p);
           } else if (m.op == Op::Placed && p.stage == Part::Placing) {
             p.stage = Part::Placed;
+            placed.push_back(&p);
+            start_next(s);
           } else if (m.op == Op::Error) {
             fail("simulator process " + std::to_string(p.worker->pid) + ": " +
                  bounded(p.worker->ctrl->error, sizeof(p.worker->ctrl->error)));
           }
         }
       }
-      auto any_in = [&](Part::Stage s) {
-        return std::any_of(parts.begin(), parts.end(), [s](const Part& p) { return p.stage == s; });
-      };
-      const bool running = any_in(Part::Running), placing = any_in(Part::Placing);
-      if (!running && !placing && !laid_out) {
-        // Phase 2: every slice's size is known; one block for the batch.
-        out.totals = Totals();
-        uint64_t messages = 0, message_bytes = 0;
-        for (auto& p : parts) {
-          p.record0 = out.totals.n[0];
-          p.trace0 = out.totals.n[1];
-          p.value0 = out.totals.n[2];
-          p.param0 = out.totals.n[3];
-          p.message0 = messages;
-          out.totals.n[0] += p.counts[kCountRecords];
-          out.totals.n[1] += p.counts[kCountTraces];
-          out.totals.n[2] += p.counts[kCountValues];
-          out.totals.n[3] += p.counts[kCountParams];
-          messages += p.counts[kCountMessages];
-          message_bytes += p.counts[kCountMessageBytes];
-        }
-        const uint64_t columns = column_layout(out.totals, out.offsets);
-        block.reset();  // a previous layout's block: nobody writes to it any more
-        block = arena_->allocate(columns + message_bytes);
-        uint64_t strings = block->offset() + columns;
-        for (auto& p : parts) {
-          p.strings = strings;
-          strings += p.counts[kCountMessageBytes];
-          send_place(p);
-        }
-        laid_out = true;
-        moved = true;
-      } else if (laid_out) {
-        for (auto& p : parts)
-          if (p.stage == Part::Counted) {  // re-run after a crash, same sizes: same place
-            send_place(p);
-            moved = true;
-          }
-      }
-      if (laid_out && std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Placed; }))
-        break;
+      if (std::all_of(slices.begin(), slices.end(), [](const Slice& s) { return !s.current; })) break;
 
       if (now_ns() >= next_check) {
         next_check = now_ns() + kTickNs;
-        for (auto& p : parts) {
+        for (auto& s : slices) {
+          if (!s.current) continue;
           // Crashes and hangs: the trace in flight is lost, the process restarted, and
-          // its slice run again (completed traces come out the same: trace i always
-          // uses RNG stream i), so the run goes on.
+          // the piece it was on run again (its other traces come out the same: trace i
+          // always uses RNG stream i); the pieces it placed before are kept.
+          Part& p = *s.current;
           Worker& w = *p.worker;
           const pid_t pid = w.pid;
           std::string what = exit_status(w);
-          if (what.empty() && options_.timeout > 0 && (p.stage == Part::Running || p.stage == Part::Placing)) {
+          if (what.empty() && options_.timeout > 0) {
             const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
             if (beat != w.last_beat) {
               w.last_beat = beat;
@@ -586,7 +656,9 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
           release(w);
           spawn(w);
           await_ready({&w}, interrupted);
+          p.block.reset();  // a placement cut short
           dispatch(p, seed, required, obs.bytes());
+          p.started = now_ns();
           moved = true;
         }
         if (interrupted && interrupted()) throw Interrupted();
@@ -596,8 +668,8 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
         wait_on(
             arena_->header().doorbell,
             [&] {
-              for (const auto& p : parts)
-                if (!p.worker->ctrl->up.empty()) return true;
+              for (const auto& s : slices)
+                if (s.current && !s.worker->ctrl->up.empty()) return true;
               return false;
             },
             kSpinNs, std::max<int64_t>(next_check - now_ns(), 0));
@@ -605,29 +677,34 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
       }
     }
   } catch (...) {
-    // Whatever was busy is stopped; the next run starts fresh processes.
-    for (auto& p : parts)
-      if (p.stage == Part::Running || p.stage == Part::Placing) kill_worker(*p.worker);
-    throw;
+    // Whatever was busy is stopped; the next run starts fresh processes.  The pieces
+    // placed so far go with the error.
+    for (auto& s : slices)
+      if (s.current) kill_worker(*s.worker);
+    auto keep = [&](auto& e) {
+      try {
+        if (!placed.empty()) e.partial = std::make_shared<Batch>(gather(placed, first));
+      } catch (const std::exception&) {
+        // No room to gather them: the error itself matters more.
+      }
+    };
+    try {
+      throw;
+    } catch (HostError& e) {
+      keep(e);
+      throw;
+    } catch (Interrupted& e) {
+      keep(e);
+      throw;
+    }
   }
 
-  if (!block) block = arena_->allocate(0);  // an empty run: empty columns
-  out.block = block;
-  const uint8_t* base = arena_->base();
-  const uint64_t end = block->offset() + block->size();
-  for (const auto& p : parts) {
-    uint64_t s = p.strings;
-    for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
-      uint32_t len = 0;
-      if (s + 4 > end) fail("malformed messages from a simulator");
-      std::memcpy(&len, base + s, 4);
-      if (len > end - s - 4) fail("malformed messages from a simulator");
-      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
-      s += 4 + align_up(len, 4);
-    }
-    for (const auto& lost : p.lost) out.lost.push_back(lost.first - first);
+  if (placed.empty()) {  // an empty run: empty columns
+    Batch out;
+    out.block = arena_->allocate(0);
+    return out;
   }
-  return out;
+  return gather(placed, first);
 }
 
 void Host::check_closing() const {

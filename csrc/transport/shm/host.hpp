@@ -21,16 +21,22 @@
 
 namespace ppfast::shm {
 
+struct Batch;
+
 /// A failure of the transport (a simulator that cannot start, keeps crashing or breaks
 /// the protocol; shared memory exhausted).  Traces lost to one crash are not errors:
-/// they come back as failed traces of the batch.
+/// they come back as failed traces of the batch.  `partial`: the traces a failed run
+/// finished (null when it failed before any).
 struct HostError : std::runtime_error {
   enum Kind { Simulator, Memory, Closed } kind;
+  std::shared_ptr<Batch> partial;
   HostError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
 };
 
-/// Thrown when the interrupt callback reports a pending signal (Ctrl-C).
+/// Thrown when the interrupt callback reports a pending signal (Ctrl-C); `partial` as
+/// in HostError.
 struct Interrupted : std::exception {
+  std::shared_ptr<Batch> partial;
   const char* what() const noexcept override { return "interrupted"; }
 };
 
@@ -192,6 +198,8 @@ class Host {
   void release(Worker& w);
   void send(Worker& w, const Message& m);
   void dispatch(Part& p, uint64_t seed, bool required, const std::vector<uint8_t>& observations);
+  void place(Part& p);
+  Batch gather(std::vector<const Part*> parts, uint64_t first) const;
   void map_names(Worker& w, const Message& counts);
   void check_closing() const;
 

@@ -4,6 +4,7 @@
 
 #include "ppfast/shm_server.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -43,12 +44,22 @@ constexpr useconds_t kWatchdogUs = 50'000;     // how often the watchdog checks 
 /// PPFAST_SHM_FAULT=KIND@TRACE makes the process misbehave when it starts trace TRACE.
 /// KIND: segv, kill, exit (status 3), hang (sleeps), spin (busy loop), layout (rewrites
 /// the layout fields of its control header) or counts (reports impossible counts).
+/// PPFAST_SHM_TRACE_LOG=PATH appends the number of each trace the process starts to PATH,
+/// one per line (tests count what a restart runs again).
 struct Fault {
   enum Kind { None, Segv, Kill, Exit, Hang, Spin, Layout, Counts } kind = None;
   uint64_t trace = 0;
+  int log_fd = -1;
+
+  void log(uint64_t i) const {
+    const std::string line = std::to_string(i) + "\n";
+    if (write(log_fd, line.data(), line.size()) < 0) std::perror("PPFAST_SHM_TRACE_LOG");
+  }
 
   static Fault from_env() {
     Fault f;
+    if (const char* path = std::getenv("PPFAST_SHM_TRACE_LOG"))
+      f.log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     const char* spec = std::getenv("PPFAST_SHM_FAULT");
     if (!spec) return f;
     const char* at = std::strchr(spec, '@');
@@ -240,6 +251,7 @@ class Server {
         r.fail(lost[next_lost++].second, ErrorCode::Simulator);
         r.end_trace(std::nan(""));
       } else {
+        if (fault_.log_fd >= 0) fault_.log(i);
         if (faulty && fault_.trace == i) bad_counts = fault_.trigger(*ctrl_);
         const double result = execute(model_->run, r);
         r.end_trace(result);

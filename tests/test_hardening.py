@@ -175,6 +175,29 @@ def test_draws_that_overflow_are_rejected_not_recorded(dist):
         dist.sample(200, seed=1)
 
 
+# Uniform(1e16, 1e16 + 2) is one ulp wide: low + 2u rounds up to high, outside the
+# half-open support [low, high), for every u above 1/2.
+ONE_ULP = (1e16, 1e16 + 2.0)
+
+
+@ppfast.jit
+def numba_one_ulp():
+    return pn.sample(pn.Uniform(1e16, 1e16 + 2.0), "x")
+
+
+def test_uniform_draws_stay_below_high_in_every_path():
+    low, high = ONE_ULP
+    d = Uniform(low, high)
+    paths = {
+        "standalone": np.asarray(d.sample(1000, seed=1)),
+        "python model": np.asarray(Extreme(d).prior_results(1000, seed=1).values),
+        "numba model": np.asarray(numba_one_ulp.prior_results(1000, seed=1).values),
+    }
+    for where, draws in paths.items():
+        assert np.all((draws >= low) & (draws < high)), where
+        assert np.all(np.isfinite(d.log_prob(draws))), where
+
+
 # --- bug 3: Empirical files hold data only -----------------------------------------------
 
 class _Boom:

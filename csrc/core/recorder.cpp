@@ -223,6 +223,7 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
     // like Normal (the same arithmetic as sample() and log_prob(), bit for bit).
     const double low = d.params[0], width = d.params[1] - d.params[0];
     out[0] = low + width * rng_.uniform();
+    if (out[0] >= d.params[1]) out[0] = std::nextafter(d.params[1], low);  // rounded up to high, outside [low, high)
     if (width != cached_width_) {
       cached_width_ = width;
       cached_log_width_ = 0.0 + -std::log(width);

@@ -104,8 +104,14 @@ struct Rng {
 
   /// Uniform double in the open interval (0, 1) with 53 random bits:
   /// (k + 0.5) / 2^53 for k uniform in [0, 2^53), so log(uniform()) is always finite.
-  inline double uniform() {
-    return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53;
+  inline double uniform() { return to_unit(next()); }
+
+  /// The top 53 of 64 random bits as uniform() maps them.  For the top k, k + 0.5
+  /// rounds to 2^53 and the result to exactly 1: that one gives the largest double
+  /// below 1 instead.
+  static inline double to_unit(uint64_t bits) {
+    const uint64_t k = bits >> 11;
+    return k != (uint64_t(1) << 53) - 1 ? (static_cast<double>(k) + 0.5) * 0x1.0p-53 : 0x1.fffffffffffffp-1;
   }
 
   /// Standard normal draw by the ziggurat method: one 64-bit draw and one comparison in

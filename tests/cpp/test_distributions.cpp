@@ -846,6 +846,42 @@ void report_timing() {
               ns(t0, t1), ns(t1, t2), ns(t2, t3), ns(t3, t4), ns(t4, t5), acc);
 }
 
+// The edges of Uniform's half-open support [low, high): the top 53-bit draw maps below 1,
+// and a draw that rounds up to high is kept below it.
+void test_uniform_edges() {
+  const uint64_t top = ~uint64_t(0);
+  CHECK(Rng::to_unit(top) == std::nextafter(1.0, 0.0), "to_unit(top) = %.17g, not the largest double below 1",
+        Rng::to_unit(top));
+  CHECK(Rng::to_unit(0) == 0x1.0p-54, "to_unit(0) = %.17g", Rng::to_unit(0));
+  CHECK(Rng::to_unit(top - (uint64_t(1) << 11)) == 1.0 - 0x1.0p-52, "to_unit(top - 1 step) = %.17g",
+        Rng::to_unit(top - (uint64_t(1) << 11)));
+  // A state whose next output is all ones: xoshiro256++ returns rotl(s0 + s3, 23) + s0.
+  Rng edge;
+  edge.s[0] = 0, edge.s[1] = 1, edge.s[2] = 2, edge.s[3] = top;
+  Rng r = edge;
+  CHECK(r.next() == top, "constructed state does not give the top output");
+  r = edge;
+  const double u = r.uniform();
+  CHECK(u < 1.0 && std::isfinite(std::log1p(-u)), "uniform() at the top output = %.17g", u);
+  // Uniform(1, 2) there: 1 + (1 - 2^-53) rounds to 2, which is high.
+  const Owned one_two = mk(DistKind::Uniform, {1.0, 2.0});
+  r = edge;
+  double x;
+  ppfast::sample(one_two.view(), r, &x);
+  CHECK(x < 2.0 && std::isfinite(ppfast::log_prob(one_two.view(), &x)), "Uniform(1, 2) at the top draw gave %.17g",
+        x);
+  // Uniform(1e16, 1e16 + 2): one ulp wide, so low + 2u rounds up to high for u > 1/2.
+  const Owned ulp = mk(DistKind::Uniform, {1e16, 1e16 + 2.0});
+  Rng g;
+  g.seed(11, 0);
+  int at_high = 0;
+  for (int i = 0; i < 1000; ++i) {
+    ppfast::sample(ulp.view(), g, &x);
+    if (!(x < 1e16 + 2.0 && std::isfinite(ppfast::log_prob(ulp.view(), &x)))) ++at_high;
+  }
+  CHECK(at_high == 0, "Uniform(1e16, 1e16 + 2): %d of 1000 draws at high", at_high);
+}
+
 }  // namespace
 
 int main() {
@@ -856,6 +892,7 @@ int main() {
   test_normalisation();
   test_moments();
   test_extreme_parameters();
+  test_uniform_edges();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   report_timing();
   return g_failures == 0 ? 0 : 1;

@@ -22,6 +22,9 @@ double rejection() {
   return u;
 }
 
+// One ulp wide: low + 2u rounds up to high, outside [low, high), for half the draws.
+double one_ulp_uniform() { return ppfast::sample(ppfast::Uniform(1e16, 1e16 + 2.0), "w"); }
+
 double invalid() {
   ppfast::sample(ppfast::Normal(0.0, -1.0), "bad");
   return 1.0;  // not reached: the C++ API throws TraceAborted
@@ -72,6 +75,14 @@ int main() {
   check(bad.num_traces() == 100, "failed traces still recorded");
   check(bad.status[0] == uint8_t(TraceStatus::Error), "status error");
   check(bad.messages.size() == 100 && bad.messages[0].find("stddev") != std::string::npos, "error message");
+
+  // The recorder's fused Uniform keeps draws inside [low, high).
+  TraceBatch narrow;
+  run_traces(pool, one_ulp_uniform, 5, 0, 1000, nullptr, narrow);
+  bool inside = narrow.num_traces() == 1000;
+  for (size_t r = 0; r < narrow.num_records(); ++r)
+    inside = inside && narrow.rec_value[r] < 1e16 + 2.0 && std::isfinite(narrow.rec_log_prob[r]);
+  check(inside, "Uniform(1e16, 1e16 + 2) draws below high");
 
   // Outside a run: standalone prior draws.
   double x = ppfast::sample(ppfast::Uniform(2.0, 3.0), "standalone");

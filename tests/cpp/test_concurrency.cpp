@@ -64,18 +64,23 @@ void shm_close_during_run(const char* simulator) {
   o.timeout = 0;
   Host host(o);
   check(host.run(1, 0, 400, {}, false, nullptr).totals.n[1] == 400, "a run before the close");
+  // Many pieces per process, gathered by several threads (traces from 1000 on: no spin).
+  check(host.run(1, 1000, 40000, {}, false, nullptr).totals.n[1] == 40000, "a run of many pieces");
   std::string error;
+  uint64_t kept = 0;
   std::thread runner([&] {
     try {
       host.run(1, 0, 1000, {}, false, nullptr);
     } catch (const HostError& e) {
       error = e.what();
+      if (e.partial) kept = e.partial->totals.n[1];
     }
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   host.close();
   runner.join();
   check(error.find("closed") != std::string::npos, "close() from another thread stops the run");
+  check(kept >= 500, "the first process's slice comes back with the error");
   for (int pid : host.pids()) check(pid <= 0, "no process left after close()");
 }
 

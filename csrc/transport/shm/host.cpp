@@ -203,9 +203,11 @@ void Arena::trim() {
 // --- processes ---------------------------------------------------------------------
 
 struct Host::Part {
-  // A piece of one process's slice, simulated and then placed into a block of its own,
-  // so that a crash or hang later in the slice loses only the piece in flight.
-  enum Stage { Running, Placing, Placed };
+  // A process's share of a run.  Simulation runs (run()) split each process's slice into
+  // pieces, each simulated and then placed into a block of its own, so that a crash or
+  // hang later in the slice loses only the piece in flight; chains and guided runs lay
+  // out one block for all parts (place_parts()).
+  enum Stage { Running, Counted, Placing, Placed };
   uint64_t first = 0, count = 0;
   Worker* worker = nullptr;
   std::vector<std::pair<uint64_t, std::string>> lost;  // ascending trace index
@@ -213,8 +215,9 @@ struct Host::Part {
   uint64_t tag = 0;
   uint64_t counts[8] = {};
   std::shared_ptr<Block> payload;
-  int64_t started = 0;           // when it was dispatched (ns): sizes the next piece
-  std::shared_ptr<Block> block;  // its columns (at `offsets`), then its messages
+  uint64_t record0 = 0, trace0 = 0, value0 = 0, param0 = 0, message0 = 0, strings = 0;  // place_parts()
+  int64_t started = 0;           // run(): when the piece was dispatched (ns), to size the next one
+  std::shared_ptr<Block> block;  // run(): the piece's columns (at `offsets`), then its messages
   Totals totals;
   uint64_t offsets[kNumColumns] = {};
   uint64_t columns = 0;  // bytes of the columns: the messages start there

@@ -506,8 +506,8 @@ Batch Host::gather(std::vector<const Part*> parts, uint64_t first) const {
         }
       }
     };
-    const size_t threads = std::min<size_t>({parts.size(), workers_.size(),
-                                             std::max(1u, std::thread::hardware_concurrency())});
+    // The processes are idle by now: their cores do the copying.
+    const size_t threads = std::min<size_t>(parts.size(), std::max(1u, std::thread::hardware_concurrency()));
     std::vector<std::thread> pool;
     for (size_t t = 1; t < threads; ++t)
       pool.emplace_back([&, t] {

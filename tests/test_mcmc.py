@@ -551,7 +551,7 @@ def test_chain_core_under_sanitizers(tmp_path):
     root = Path(__file__).resolve().parents[1]
     src = tmp_path / "mcmc_chains.cpp"
     src.write_text(SANITIZED_CHAINS)
-    core = ["address_table", "api", "distributions", "recorder", "runner", "trace_batch", "mcmc"]
+    core = ["address_table", "api", "distributions", "recorder", "runner", "stack_address", "trace_batch", "mcmc"]
     exe = tmp_path / "mcmc_chains"
     cmd = ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
            "-fno-sanitize-recover=undefined", f"-I{root / 'csrc'}", f"-I{root / 'csrc' / 'include'}",

@@ -105,3 +105,69 @@ def test_code_without_frame_pointers_gets_the_same_chains(built):
     # Other code, so other offsets; the same functions.
     assert [functions(a) for a in nofp] == [functions(a) for a in fp]
     assert run(f"NativeModel({str(built / 'sim_nofp.so')!r})")[0] == nofp
+
+
+# Generator draws take a shorter path through the recorder (sample_unit, records filled a
+# block at a time): their records must be those of the general path, field for field,
+# around other records and across block boundaries.
+UNIT_SIM = """
+#include <cstdlib>
+#include <vector>
+#include <ppfast/ppfast.hpp>
+
+double model() {
+  const bool general = std::getenv("SIM_GENERAL") != nullptr;
+  double s = 0;
+  for (int i = 0; i < 150; ++i) {
+    // Named: the general path; unnamed, a captured generator draw.
+    s += general ? ppfast::sample(ppfast::Uniform(0.0, 1.0), "u", "u") : ppfast::uniform();
+    if (i % 50 == 7) {
+      ppfast::tag(std::vector<double>{s, 2 * s, 3 * s}, "partial");
+      s += ppfast::sample(ppfast::Normal(0.0, 1.0), "n");
+    }
+  }
+  return s;
+}
+PPFAST_MODEL(unitsim, model)
+"""
+
+UNIT_DUMP = """
+import pickle, sys, ppfast
+b = ppfast.NativeModel({path!r}).prior_batch(3, seed=11)
+assert not b.failed.any(), b.error(0)
+pickle.dump(({{k: v.copy() for k, v in b.records.items()}}, {{k: v.copy() for k, v in b.traces.items()}},
+             {{k: v.copy() for k, v in b.arenas.items()}}), sys.stdout.buffer)
+"""
+
+
+def test_generator_draws_record_what_the_general_path_records(tmp_path_factory):
+    import os
+    import pickle
+
+    import numpy as np
+
+    build = build_external(tmp_path_factory.mktemp("unit"), """
+        add_library(unitsim MODULE sim.cpp)
+        target_link_libraries(unitsim PRIVATE ppfast::ppfast)
+        target_compile_options(unitsim PRIVATE -fno-omit-frame-pointer)
+        set_target_properties(unitsim PROPERTIES PREFIX "" CXX_VISIBILITY_PRESET hidden)
+        """, UNIT_SIM)
+
+    def dump(env):
+        done = subprocess.run([sys.executable, "-c", UNIT_DUMP.format(path=str(build / "unitsim.so"))],
+                              capture_output=True, timeout=300, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        return pickle.loads(done.stdout)
+
+    unit, general = dump({}), dump({"SIM_GENERAL": "1"})
+    assert len(unit[0]["value"]) == 3 * (150 + 2 * 3)
+    for part in range(3):
+        for key in unit[part]:
+            if key in ("address", "name", "trace_type"):
+                continue
+            np.testing.assert_array_equal(unit[part][key], general[part][key], err_msg=key)
+    # The generator's draws share one stack address; the tags and Normals keep their own.
+    records = unit[0]
+    uniform = records["dist"] == records["dist"][0]
+    assert len(np.unique(records["address"][uniform])) == 1
+    assert set(records["instance"][uniform][:150]) == set(range(150))

@@ -43,7 +43,13 @@ std::atomic<int> g_active_runs{0};
 std::atomic<uint64_t> g_unrecorded_draws{0};
 
 double local_sample(const ppfast_dist* d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
-  if (Recorder* r = current_recorder()) return r->sample(as_dist(d), address, name, flags, out);
+  if (Recorder* r = current_recorder()) {
+    // A draw captured at the generator (ppfast_uniform): the hottest site of all.
+    if (d->kind == PPFAST_UNIFORM && d->size == 1 && d->nparams == 2 && d->params[0] == 0.0 && !std::signbit(d->params[0]) &&
+        d->params[1] == 1.0 && name == 0 && flags == PPFAST_CONTROL)
+      return out[0] = r->sample_unit(address);
+    return r->sample(as_dist(d), address, name, flags, out);
+  }
   // No recorder on this thread during a run: a thread the simulator started itself.
   if (g_active_runs.load(std::memory_order_relaxed)) g_unrecorded_draws.fetch_add(1);
   Dist dist = as_dist(d);
@@ -97,19 +103,10 @@ uint64_t unrecorded_draws() { return g_unrecorded_draws.load(); }
 namespace detail {
 uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed); }
 
-namespace {
-// The frame of the model entry running on this thread (or fiber: ppfast_sample restores
-// it after every call that may switch executions); call-stack addresses stop there.
-thread_local const void* t_entry = nullptr;
-}  // namespace
-
-const void* exchange_model_entry(const void* frame) {
-  const void* previous = t_entry;
-  t_entry = frame;
-  return previous;
-}
-const void* model_entry() { return t_entry; }
-void restore_model_entry(const void* frame) { t_entry = frame; }
+// The model entry frame of this thread (with the call-stack address state, in
+// stack_address.cpp).
+const void* model_entry();
+void restore_model_entry(const void* frame);
 }  // namespace detail
 
 namespace detail {

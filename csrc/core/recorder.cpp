@@ -33,6 +33,7 @@ Recorder::Recorder(TraceBatch& out, const Observations* observations, uint64_t s
     : out_(out), observations_(observations), policy_(policy), seed_(seed) {}
 
 void Recorder::begin_trace(uint64_t index) {
+  nunits_ = 0;
   index_ = index;
   begin_ = out_.num_records();
   trace_ = static_cast<uint32_t>(out_.num_traces());
@@ -55,6 +56,7 @@ void Recorder::begin_trace(uint64_t index) {
 }
 
 bool Recorder::end_trace(double result) {
+  flush_units();
   in_trace_ = false;
   const uint64_t end = out_.num_records();
   uint64_t type = type_hash_;
@@ -84,6 +86,7 @@ bool Recorder::end_trace(double result) {
 }
 
 void Recorder::discard_trace() {
+  nunits_ = 0;
   in_trace_ = false;
   TraceBatch& b = out_;
   for (auto* v : {&b.rec_trace, &b.rec_address, &b.rec_instance, &b.rec_name, &b.rec_value_offset, &b.rec_value_len,
@@ -172,6 +175,7 @@ __attribute__((flatten)) void Recorder::append(RecordKind kind, uint8_t flags, c
 }
 
 double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
+  flush_units();
   if (stop_ && stop_->load(std::memory_order_relaxed) && !failed_) {
     stopped_ = true;  // a long or endless trace gives way to Ctrl-C at its next draw
     fail("stopped (interrupted)");
@@ -248,7 +252,66 @@ double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t
   return out[0];
 }
 
+namespace {
+const double kUnitParams[2] = {0.0, 1.0};
+const Dist kUnitDist{DistKind::Uniform, 1, 2, kUnitParams};
+}  // namespace
+
+__attribute__((noinline)) double Recorder::sample_unit_general(uint32_t address) {
+  double u;
+  return sample(kUnitDist, address, 0, kControl, &u);
+}
+
+double Recorder::sample_unit(uint32_t address) {
+  // Stops, failures and proposals (replays, IC) take the general path.
+  if (policy_ || failed_ || (stop_ && stop_->load(std::memory_order_relaxed))) return sample_unit_general(address);
+  if (nunits_ == kUnitBlock) flush_units();
+  const uint32_t instance = next_instance(address, false, 0);  // (the record index is for replace draws)
+  const double u = rng_.uniform();  // sample()'s fused Uniform: 0 + 1 * u is u, and its log-density 0
+  type_hash_ = hash_step(type_hash_, address);
+  units_[nunits_++] = UnitDraw{address, instance, u};
+  return u;
+}
+
+// The records sample_unit's draws would have appended one by one (see append).
+void Recorder::flush_units() {
+  const size_t n = nunits_;
+  if (n == 0) return;
+  nunits_ = 0;
+  TraceBatch& b = out_;
+  const size_t r0 = b.num_records(), p0 = b.param_arena.size();
+  if (r0 + n > b.rec_trace.capacity()) b.reserve(b.num_traces(), std::max<size_t>(4096, 2 * (r0 + n)));
+  b.rec_trace.resize(r0 + n, trace_);
+  b.rec_name.resize(r0 + n, 0);
+  b.rec_kind.resize(r0 + n, uint8_t(RecordKind::Sample));
+  b.rec_flags.resize(r0 + n, uint8_t(kControl));
+  b.rec_dist.resize(r0 + n, uint8_t(DistKind::Uniform));
+  b.rec_log_prob.resize(r0 + n, 0.0);
+  b.rec_value_offset.resize(r0 + n, 0);
+  b.rec_value_len.resize(r0 + n, 1);
+  b.rec_param_len.resize(r0 + n, 2);
+  b.rec_address.resize(r0 + n);
+  b.rec_instance.resize(r0 + n);
+  b.rec_value.resize(r0 + n);
+  b.rec_param_offset.resize(r0 + n);
+  b.param_arena.resize(p0 + 2 * n);
+  uint32_t* address = b.rec_address.data() + r0;
+  uint32_t* instance = b.rec_instance.data() + r0;
+  double* value = b.rec_value.data() + r0;
+  uint32_t* param_offset = b.rec_param_offset.data() + r0;
+  double* params = b.param_arena.data() + p0;
+  for (size_t i = 0; i < n; ++i) {
+    address[i] = units_[i].address;
+    instance[i] = units_[i].instance;
+    value[i] = units_[i].value;
+    param_offset[i] = static_cast<uint32_t>(p0 + 2 * i);
+    params[2 * i] = kUnitParams[0];
+    params[2 * i + 1] = kUnitParams[1];
+  }
+}
+
 double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  flush_units();
   if (failed_) return 0;
   if (!is_valid(d)) {
     fail("invalid distribution at observe " + site(address, name) + ": " + validate(d),
@@ -313,12 +376,14 @@ double Recorder::observe_log_prob(const Dist& d, const double* value) {
 }
 
 void Recorder::tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
+  flush_units();
   if (failed_) return;
   const uint32_t instance = next_instance(address, false, out_.num_records());
   append(RecordKind::Tag, 0, nullptr, address, instance, name, value, n, 0.0);
 }
 
 void Recorder::factor(double log_prob) {
+  flush_units();
   if (failed_) return;
   // -inf is a valid factor (weight zero); NaN and +inf are not log-probabilities of anything
   // and would make every weight of the run NaN after normalization.

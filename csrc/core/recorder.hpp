@@ -51,6 +51,9 @@ class Recorder {
   bool end_trace(double result);
 
   double sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out);
+  /// sample(Uniform(0, 1), address, no name, kControl): a draw captured at a simulator's
+  /// generator (ppfast_uniform), the same record and value by a shorter path.
+  double sample_unit(uint32_t address);
   double observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n);
   void tag(uint32_t address, uint32_t name, const double* value, uint32_t n);
   void factor(double log_prob);
@@ -61,7 +64,10 @@ class Recorder {
   const std::string& error() const { return error_; }
   uint64_t trace_index() const { return index_; }
   Rng& rng() { return rng_; }
-  TraceBatch& batch() { return out_; }
+  TraceBatch& batch() {
+    flush_units();
+    return out_;
+  }
   void set_policy(Policy* p) { policy_ = p; }
   /// When *stop becomes true the current trace fails at its next draw (stopped() tells).
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
@@ -72,6 +78,8 @@ class Recorder {
   void discard_trace();
 
  private:
+  double sample_unit_general(uint32_t address);
+  void flush_units();
   uint32_t next_instance(uint32_t address, bool replace, uint64_t record);
   void append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance, uint32_t name,
               const double* value, uint32_t n, double log_prob);
@@ -105,8 +113,19 @@ class Recorder {
   std::vector<uint32_t> touched_;
   std::vector<double> scratch_;
   double cached_sd_ = 1.0, cached_log_sd_ = 0.0;  // log(stddev) of the last Normal draw
-  double cached_width_ = 1.0, cached_log_width_ = 0.0;
-  double observe_sd_ = 1.0, observe_log_sd_ = 0.0;  // log(stddev) of the last Normal observe  // -log(high - low) of the last Uniform draw
+  double cached_width_ = 1.0, cached_log_width_ = 0.0;  // -log(high - low) of the last Uniform draw
+  double observe_sd_ = 1.0, observe_log_sd_ = 0.0;  // log(stddev) of the last Normal observe
+
+  // Generator draws (sample_unit) wait here and enter the batch a block at a time
+  // (flush_units: before any other record or read of the batch, and at the trace's end):
+  // filling each column for a block costs a fraction of appending record by record.
+  struct UnitDraw {
+    uint32_t address, instance;
+    double value;
+  };
+  static constexpr uint32_t kUnitBlock = 64;
+  UnitDraw units_[kUnitBlock];
+  uint32_t nunits_ = 0;
 };
 
 /// The recorder of the calling thread (nullptr outside a run).

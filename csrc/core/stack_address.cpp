@@ -39,7 +39,6 @@
 namespace ppfast {
 namespace detail {
 uint64_t bind_generation();
-const void* model_entry();
 }  // namespace detail
 
 namespace {
@@ -278,10 +277,10 @@ struct Cache {
   std::vector<Slot> slots = std::vector<Slot>(256);
   std::vector<uintptr_t> pcs;
   size_t used = 0;
+  size_t mask = 255;  // slots.size() - 1
 
   /// The slot holding `w`, or the free slot where it belongs.
   Slot& find(const uintptr_t* tuple, uint32_t n, uint64_t hash) {
-    const size_t mask = slots.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       Slot& s = slots[i];
       if (!s.used) return s;
@@ -298,6 +297,7 @@ struct Cache {
     if (2 * (used + 1) > slots.size()) {  // keep the load under one half
       std::vector<Slot> old(2 * slots.size());
       old.swap(slots);
+      mask = slots.size() - 1;
       for (const Slot& s : old)
         if (s.used) find(&pcs[s.begin], s.n, s.hash) = s;
     }
@@ -309,6 +309,7 @@ struct Cache {
 
   void clear() {
     slots.assign(256, Slot{});
+    mask = 255;
     pcs.clear();
     used = 0;
   }
@@ -318,27 +319,42 @@ struct Caches {
   uint64_t generation = 0;
   Cache by_fp, by_unwind;
 };
-thread_local Caches* t_cache = nullptr;
 
-Caches& caches() {
-  if (!t_cache) {
-    static thread_local std::unique_ptr<Caches> owner;  // frees it at thread exit
-    owner = std::make_unique<Caches>();
-    t_cache = owner.get();
-  }
-  const uint64_t gen = detail::bind_generation();
-  if (t_cache->generation != gen) {  // ids belong to the recorder bound before
-    t_cache->by_fp.clear();
-    t_cache->by_unwind.clear();
-    t_cache->generation = gen;
-  }
-  return *t_cache;
+// A thread's state, in one plain thread-local so a draw pays one TLS lookup (a call in
+// a dlopen'ed simulator): the frame of the model entry running on this thread (or fiber:
+// ppfast_sample restores it after every call that may switch executions), where
+// call-stack addresses stop; and the address caches.
+struct ThreadStacks {
+  const void* entry;
+  Caches* caches;
+};
+thread_local ThreadStacks t_stacks{nullptr, nullptr};
+
+__attribute__((noinline)) Caches* new_caches() {
+  static thread_local std::unique_ptr<Caches> owner;  // frees it at thread exit
+  owner = std::make_unique<Caches>();
+  return owner.get();
 }
 
+Caches& caches(ThreadStacks& t) {
+  if (!t.caches) t.caches = new_caches();
+  const uint64_t gen = detail::bind_generation();
+  if (t.caches->generation != gen) {  // ids belong to the recorder bound before
+    t.caches->by_fp.clear();
+    t.caches->by_unwind.clear();
+    t.caches->generation = gen;
+  }
+  return *t.caches;
+}
+
+// A sum of independent products (they overlap, unlike a chained mix) and a final mix;
+// the position enters each term so that reordered tuples differ.
 uint64_t hash_pcs(const Walk& w) {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ w.n;
-  for (uint32_t i = 0; i < w.n; ++i) h = (h ^ w.pcs[i]) * 0xff51afd7ed558ccdull, h ^= h >> 32;
-  return h;
+  uint64_t h = w.n;
+  for (uint32_t i = 0; i < w.n; ++i) h += (w.pcs[i] ^ (i * 0x9E3779B97F4A7C15ull)) * 0xff51afd7ed558ccdull;
+  h ^= h >> 29;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 32);
 }
 
 uint32_t intern_walk(const Walk& w) {
@@ -362,28 +378,18 @@ uint32_t lookup_unwind(Cache& c, const Walk& w) {
   return id;
 }
 
-}  // namespace
-
-namespace detail {
-
-// The address id of the stack above `fp` (the frame of ppfast's entry point).
-uint32_t stack_address_id(const void* fp) {
-  const uint32_t depth = std::min(g_depth.load(std::memory_order_relaxed), kMaxDepth);
-  const uint32_t skip = g_skip.load(std::memory_order_relaxed);
-  const int method = g_method.load(std::memory_order_relaxed);
-  const void* entry = model_entry();
-  const uintptr_t first_ret = static_cast<const uintptr_t*>(fp)[1];
-  Caches& c = caches();
+// The unwinder's address id for the chain starting at the frame returning to `first_ret`.
+__attribute__((noinline)) uint32_t unwind_address_id(Caches& c, uintptr_t first_ret, uint32_t skip, uint32_t depth,
+                                                     const void* entry) {
   Walk w;
-  if (method == PPFAST_STACK_UNWIND) {
-    walk_unwinder(first_ret, skip, depth, entry, w);
-    return lookup_unwind(c.by_unwind, w);
-  }
-  walk_frame_pointers(fp, skip, depth, entry ? entry : thread_stack_top(), w);
-  const uint64_t h = hash_pcs(w);
-  const Cache::Slot& s = c.by_fp.find(w, h);
-  if (s.used && !s.unwind) return s.id;
-  const bool known = s.used;  // (s may move when the table grows below)
+  walk_unwinder(first_ret, skip, depth, entry, w);
+  return lookup_unwind(c.by_unwind, w);
+}
+
+// A frame-pointer tuple `w` not in the cache, or not trusted: the unwinder decides.
+__attribute__((noinline)) uint32_t stack_address_miss(Caches& c, const Walk& w, uint64_t h, bool known,
+                                                      uintptr_t first_ret, uint32_t skip, uint32_t depth,
+                                                      const void* entry) {
   Walk u;
   walk_unwinder(first_ret, skip, depth, entry, u);
   const uint32_t id = lookup_unwind(c.by_unwind, u);
@@ -395,6 +401,33 @@ uint32_t stack_address_id(const void* fp) {
   return id;
 }
 
+// The address id of the stack above `fp` (the frame of ppfast's entry point) up to the
+// model entry frame `entry`.  Inlined into ppfast_uniform: one TLS lookup per draw.
+__attribute__((always_inline)) inline uint32_t stack_address_id(const void* fp, const void* entry, ThreadStacks& t) {
+  const uint32_t depth = std::min(g_depth.load(std::memory_order_relaxed), kMaxDepth);
+  const uint32_t skip = g_skip.load(std::memory_order_relaxed);
+  const int method = g_method.load(std::memory_order_relaxed);
+  const uintptr_t first_ret = static_cast<const uintptr_t*>(fp)[1];
+  Caches& c = caches(t);
+  if (method == PPFAST_STACK_UNWIND) return unwind_address_id(c, first_ret, skip, depth, entry);
+  Walk w;
+  walk_frame_pointers(fp, skip, depth, entry ? entry : thread_stack_top(), w);
+  const uint64_t h = hash_pcs(w);
+  const Cache::Slot& s = c.by_fp.find(w, h);
+  if (s.used && !s.unwind) return s.id;
+  return stack_address_miss(c, w, h, s.used, first_ret, skip, depth, entry);
+}
+
+}  // namespace
+
+namespace detail {
+const void* exchange_model_entry(const void* frame) {
+  const void* previous = t_stacks.entry;
+  t_stacks.entry = frame;
+  return previous;
+}
+const void* model_entry() { return t_stacks.entry; }
+void restore_model_entry(const void* frame) { t_stacks.entry = frame; }
 }  // namespace detail
 }  // namespace ppfast
 
@@ -408,9 +441,17 @@ void ppfast_stack_options(uint32_t depth, uint32_t skip, int method) {
 
 __attribute__((noinline)) double ppfast_uniform(void) {
   static const double kParams[2] = {0.0, 1.0};
-  const ppfast_dist d{PPFAST_UNIFORM, 1, 2, kParams};
-  const uint32_t address = ppfast::detail::stack_address_id(__builtin_frame_address(0));
+  // Static: built on the stack at each call, the host's first read of it stalled on
+  // store forwarding.
+  static const ppfast_dist kUnit{PPFAST_UNIFORM, 1, 2, kParams};
+  ppfast::ThreadStacks* tp = &ppfast::t_stacks;
+  asm("" : "+r"(tp));  // keep the address: GCC would otherwise redo the TLS lookup after each call
+  ppfast::ThreadStacks& t = *tp;
+  const void* entry = t.entry;
+  const uint32_t address = ppfast::stack_address_id(__builtin_frame_address(0), entry, t);
   double out;
-  return ppfast_sample(&d, address, 0, PPFAST_CONTROL, &out);
+  const double x = ppfast_current_api()->sample(&kUnit, address, 0, PPFAST_CONTROL, &out);
+  t.entry = entry;  // as ppfast_sample: a guided run may switch executions inside the call
+  return x;
 }
 }

@@ -48,6 +48,7 @@ struct Session {
   std::vector<double> particles() const {
     std::vector<double> out;
     const Pythia8::Event& ev = pythia.event;
+    out.reserve(6 * size_t(ev.size()));
     for (int i = 0; i < ev.size(); ++i)
       out.insert(out.end(), {double(ev[i].id()), double(ev[i].status()), ev[i].px(), ev[i].py(), ev[i].pz(), ev[i].e()});
     return out;

@@ -100,6 +100,15 @@ def test_rmh_on_shm_gum_matches_the_closed_form(gum_shm):
     assert 0 < post.batch.mcmc.acceptance_rate < 1
 
 
+def test_chain_progress_is_reported_while_the_chains_run(gum_shm):
+    seen = []
+    steps = [150_000, 150_000]
+    _, stats = gum_shm._host.run_chains(1, 1, 1.0, 0.1, 0, 1, 10, True, steps, [("obs0", np.array([8.0])),
+                                        ("obs1", np.array([9.0]))], None, 0, seen.append)
+    assert list(stats["steps"]) == steps
+    assert len(seen) > 1 and seen == sorted(seen) and 0 < seen[0] < seen[-1] <= sum(steps) + 2
+
+
 def test_chain_errors_are_the_embedded_ones(gum_shm):
     with pytest.raises(MissingObservationError):
         gum_shm.posterior_results(10, LMH, observe={"obs0": 8.0}, seed=1)

@@ -149,7 +149,7 @@ class ShmHost {
   py::tuple run_chains(uint64_t seed, int kernel, double scale, double prior_mix, uint64_t burn_in, uint64_t thinning,
                        uint64_t max_attempts, bool stop_on_error, std::vector<uint64_t> target_steps,
                        const std::vector<std::pair<std::string, Array>>& observations, py::object start,
-                       uint32_t start_trace) {
+                       uint32_t start_trace, py::object progress) {
     shm::ChainOptions o;
     o.kernel = kernel;
     o.scale = scale;
@@ -174,7 +174,24 @@ class ShmHost {
     {
       py::gil_scoped_release release;
       try {
-        shm::ChainRun r = host().run_chains(seed, o, obs, interrupted);
+        // A Ctrl-C may land while the progress callback runs Python code: it stops the run
+        // then; any other error of the callback is reported and the run goes on.
+        bool ctrl_c = false;
+        std::function<void(uint64_t)> report;
+        if (!progress.is_none())
+          report = [&progress, &ctrl_c](uint64_t done) {
+            py::gil_scoped_acquire gil;
+            try {
+              progress(done);
+            } catch (py::error_already_set& e) {
+              if (e.matches(PyExc_KeyboardInterrupt))
+                ctrl_c = true, e.restore();
+              else
+                e.discard_as_unraisable("ShmModel chain progress");
+            }
+          };
+        shm::ChainRun r = host().run_chains(
+            seed, o, obs, [&ctrl_c] { return ctrl_c || interrupted(); }, report);
         *out = std::move(r.batch);
         stats = std::move(r.stats);
       } catch (const shm::Interrupted&) {
@@ -329,7 +346,7 @@ void register_shm(py::module_& m) {
       .def("run_chains", &ShmHost::run_chains, py::arg("seed"), py::arg("kernel"), py::arg("scale"),
            py::arg("prior_mix"), py::arg("burn_in"), py::arg("thinning"), py::arg("max_attempts"),
            py::arg("stop_on_error"), py::arg("target_steps"), py::arg("observations"), py::arg("start"),
-           py::arg("start_trace"))
+           py::arg("start_trace"), py::arg("progress") = py::none())
       .def("guided", &ShmHost::guided, py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
            py::arg("required"), py::arg("slots"), py::arg("stack_bytes"), py::keep_alive<0, 1>())
       .def("close", &ShmHost::close)

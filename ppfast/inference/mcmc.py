@@ -397,12 +397,21 @@ def _run_shm(model: Any, chains_: list[Any], kernel: int, scale: float, prior_mi
 
         raise SimulatorError(f"{model!r} is closed")
     observations = [(address_name(k), v) for k, v in obs.items()]
+    total = sum(int(ch.target_steps) for ch in chains_)
+    shown = [0]
+
+    def progress(executions: int) -> None:  # the simulators' count: shown, never trusted
+        n = min(int(executions), total)
+        if n > shown[0]:
+            bar.update(n - shown[0])
+            shown[0] = n
+
     native, stats = model._host.run_chains(
         seed, kernel, scale, prior_mix, burn_in, thinning, attempts, raise_errors,
         [int(ch.target_steps) for ch in chains_], observations, None if start is None else start[0],
-        0 if start is None else int(start[1]))
+        0 if start is None else int(start[1]), progress)
     done = [_ShmChain(c, stats) for c in range(len(chains_))]
-    bar.update(sum(ch.steps for ch in done))
+    bar.update(max(0, sum(ch.steps for ch in done) - shown[0]))
     for ch in done:
         _check_started(ch, attempts, raise_errors)
     if raise_errors:

@@ -921,7 +921,7 @@ void Host::stop_unfinished(std::vector<Part>& parts) {
 }
 
 ChainRun Host::run_chains(uint64_t seed, const ChainOptions& options, const std::vector<Observation>& observations,
-                          const std::function<bool()>& interrupted) {
+                          const std::function<bool()>& interrupted, const std::function<void(uint64_t)>& progress) {
   const uint64_t nchains = options.target_steps.size();
   if (options.start && options.start_trace >= options.start->num_traces())
     throw std::invalid_argument("start trace outside its batch");
@@ -983,7 +983,15 @@ ChainRun Host::run_chains(uint64_t seed, const ChainOptions& options, const std:
           p.stage = Part::Counted;
         },
         [&] { return std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Counted; }); },
-        [](const Part& p) { return p.stage == Part::Running; }, doing, interrupted);
+        [](const Part& p) { return p.stage == Part::Running; }, doing,
+        [&] {
+          if (progress) {  // every tick, before the Ctrl-C check (it may see one)
+            uint64_t done = 0;
+            for (const auto& p : parts) done += p.worker->ctrl->completed.load(std::memory_order_relaxed);
+            progress(done);
+          }
+          return interrupted && interrupted();
+        });
     out.batch = place_parts(parts, doing, interrupted);
   } catch (...) {
     stop_unfinished(parts);

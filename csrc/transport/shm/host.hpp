@@ -148,8 +148,10 @@ class Host {
 
   /// Runs Metropolis-Hastings chains inside the simulator processes (contiguous ranges
   /// of chains per process).  A process that crashes or hangs fails the run (HostError).
+  /// `progress` (optional) hears the executions done so far, every few milliseconds.
   ChainRun run_chains(uint64_t seed, const ChainOptions& options, const std::vector<Observation>& observations,
-                      const std::function<bool()>& interrupted);
+                      const std::function<bool()>& interrupted,
+                      const std::function<void(uint64_t)>& progress = nullptr);
 
   /// Starts a guided run of traces [first, first + count), `slots` executions in flight
   /// over all processes; drive it with GuidedRun.  The run holds the host until it ends.

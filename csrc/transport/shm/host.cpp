@@ -87,6 +87,15 @@ void check_counts(pid_t pid, const Message& m, uint64_t traces) {
                                               std::to_string(traces) + " traces");
 }
 
+/// The observations part of every run payload.
+void write_observations(PayloadWriter& w, const std::vector<Observation>& observations) {
+  w.u64(observations.size());
+  for (const auto& o : observations) {
+    w.str(o.name);
+    w.f64s(o.value.data(), o.value.size());
+  }
+}
+
 }  // namespace
 
 // --- arena ---------------------------------------------------------------------------
@@ -536,27 +545,9 @@ Batch Host::gather(std::vector<const Part*> parts, uint64_t first) const {
 
 Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
                 bool required, const std::function<bool()>& interrupted) {
-  std::unique_lock<std::mutex> lock(run_mutex_);
-  if (closed_) throw HostError(HostError::Closed, "this ShmModel is closed");
-  if (getpid() != owner_)
-    throw HostError(HostError::Closed, "this ShmModel belongs to process " + std::to_string(owner_) +
-                                           ": create one in the forked process");
-  // Processes lost since the last run (killed while idle, or stopped by Ctrl-C) come back now.
-  std::vector<Worker*> fresh;
-  for (auto& w : workers_) {
-    if (w.pid > 0 && exit_status(w).empty()) continue;
-    release(w);
-    spawn(w);
-    fresh.push_back(&w);
-  }
-  if (!fresh.empty()) await_ready(fresh, interrupted);
-
+  auto lock = begin_run(interrupted);
   PayloadWriter obs;
-  obs.u64(observations.size());
-  for (const auto& o : observations) {
-    obs.str(o.name);
-    obs.f64s(o.value.data(), o.value.size());
-  }
+  write_observations(obs, observations);
   // Each process works through its slice one piece at a time.  A piece is about 1/16 of
   // the slice (what a crash can cost), and at least kMinPieceNs of work once the
   // process's speed is known (so the hand-offs cost nothing).
@@ -757,15 +748,6 @@ std::string chain_range(uint64_t first, uint64_t count) {
                     : "chains " + std::to_string(first) + "-" + std::to_string(first + count - 1);
 }
 
-/// The observations part of every run payload.
-void write_observations(PayloadWriter& w, const std::vector<Observation>& observations) {
-  w.u64(observations.size());
-  for (const auto& o : observations) {
-    w.str(o.name);
-    w.f64s(o.value.data(), o.value.size());
-  }
-}
-
 /// One trace's records with address names (the simulator's ids differ from ours).
 void write_start(PayloadWriter& w, const TraceBatch* b, uint32_t t) {
   if (!b) return w.u64(0);
@@ -790,6 +772,7 @@ std::unique_lock<std::mutex> Host::begin_run(const std::function<bool()>& interr
   if (getpid() != owner_)
     throw HostError(HostError::Closed, "this ShmModel belongs to process " + std::to_string(owner_) +
                                            ": create one in the forked process");
+  // Processes lost since the last run (killed while idle, or stopped by Ctrl-C) come back now.
   std::vector<Worker*> fresh;
   for (auto& w : workers_) {
     if (w.pid > 0 && exit_status(w).empty()) continue;

@@ -205,9 +205,12 @@ class Host {
   void map_names(Worker& w, const Message& counts);
   void check_closing() const;
 
+  /// Holds the host for one run (checks it is usable) and restarts the processes lost
+  /// since the last run.
+  std::unique_lock<std::mutex> begin_run(const std::function<bool()>& interrupted);
+
   // Chain and guided runs (no restarts: their state lives in the processes).
   friend class GuidedRun;
-  std::unique_lock<std::mutex> begin_run(const std::function<bool()>& interrupted);
   void send_part(Part& p, Message m);
   void pump(std::vector<Part>& parts, const std::function<void(Part&, const Message&)>& on_message,
             const std::function<bool()>& done, const std::function<bool(const Part&)>& busy,

@@ -203,6 +203,25 @@ def test_guided_posterior_on_shm_gum_matches_the_closed_form(gum_shm, gum_net):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_a_failing_network_step_frees_the_model(gum_shm, gum_net, monkeypatch):
+    from ppfast.inference import guided
+
+    def broken(self, requests):
+        raise RuntimeError("network step failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(guided.ProposalServer, "answer", broken)
+        with pytest.raises(RuntimeError, match="network step failed") as failed:
+            gum_shm.posterior_batch(100, IC, observe=GUM_OBS, seed=1, network=gum_net)
+    # The traceback (kept in `failed`) still holds the run's frames: the run must not.
+    done = []
+    worker = threading.Thread(target=lambda: done.append(len(gum_shm.prior_batch(10, seed=1))), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done == [10] and failed.value is not None
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_guided_runs_fail_clearly(gum_net):
     with ShmModel.example("gum", workers=2, env={"PPFAST_SHM_FAULT": "segv@2"}) as m:
         with pytest.raises(SimulatorError, match=r"died with signal 11.* during guided importance sampling of traces"):

@@ -328,6 +328,7 @@ void register_shm(py::module_& m) {
                throw py::value_error(e.what());
              }
            })
+      .def("abort", &shm::GuidedRun::abort, "Gives the run up (the proposal server failed).")
       .def("take", [](shm::GuidedRun& g) {
         auto out = std::make_shared<Batch>();
         released([&] {

@@ -79,7 +79,11 @@ def _run_shm(model: Any, server: ProposalServer, seed: int, first: int, count: i
         raise SimulatorError(f"{model!r} is closed")
     obs = [(address_name(k), v) for k, v in observations.items()]
     driver = model._host.guided(seed, first, count, obs, True, slots, stack_bytes)
-    _serve(driver, server)
+    try:
+        _serve(driver, server)
+    except BaseException:
+        driver.abort()  # now, not when the traceback lets go of it: the run holds the model
+        raise
     return TraceBatch(driver.take())
 
 

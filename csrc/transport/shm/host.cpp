@@ -1055,8 +1055,13 @@ std::unique_ptr<GuidedRun> Host::guided(uint64_t seed, uint64_t first, uint64_t 
 
 const RequestBatch& GuidedRun::requests() const { return s_->requests_; }
 
-GuidedRun::~GuidedRun() {
-  if (!s_->finished_) host_.stop_unfinished(s_->parts_);
+GuidedRun::~GuidedRun() { abort(); }
+
+void GuidedRun::abort() {
+  if (s_->finished_) return;
+  host_.stop_unfinished(s_->parts_);
+  s_->finished_ = true;
+  s_->lock_.unlock();
 }
 
 std::string GuidedRun::doing(const Host::Part& p) const {

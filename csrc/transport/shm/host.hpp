@@ -249,6 +249,8 @@ class GuidedRun {
               size_t nparams);
   /// Phase 2: the traces of every process, in trace order.
   Batch take(const std::function<bool()>& interrupted);
+  /// Gives the run up now (the server failed): its processes are stopped, the host is free.
+  void abort();
 
  private:
   friend class Host;

@@ -194,6 +194,10 @@ class ShmTraceBatch:
     def num_traces(self) -> int:
         ...
 class ShmGuidedRun:
+    def abort(self) -> None:
+        """
+        Gives the run up (the proposal server failed).
+        """
     def advance(self) -> int:
         ...
     def answer(self, arg0: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], arg1: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32], arg2: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32], arg3: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:

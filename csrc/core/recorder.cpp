@@ -262,7 +262,8 @@ __attribute__((noinline)) double Recorder::sample_unit_general(uint32_t address)
   return sample(kUnitDist, address, 0, kControl, &u);
 }
 
-double Recorder::sample_unit(uint32_t address) {
+// flatten: next_instance, the generator and the hash inline (flush_units stays a call).
+__attribute__((flatten)) double Recorder::sample_unit(uint32_t address) {
   // Stops, failures and proposals (replays, IC) take the general path.
   if (policy_ || failed_ || (stop_ && stop_->load(std::memory_order_relaxed))) return sample_unit_general(address);
   if (nunits_ == kUnitBlock) flush_units();
@@ -274,7 +275,7 @@ double Recorder::sample_unit(uint32_t address) {
 }
 
 // The records sample_unit's draws would have appended one by one (see append).
-void Recorder::flush_units() {
+__attribute__((noinline)) void Recorder::flush_units() {
   const size_t n = nunits_;
   if (n == 0) return;
   nunits_ = 0;

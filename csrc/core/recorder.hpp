@@ -123,7 +123,7 @@ class Recorder {
     uint32_t address, instance;
     double value;
   };
-  static constexpr uint32_t kUnitBlock = 64;
+  static constexpr uint32_t kUnitBlock = 256;
   UnitDraw units_[kUnitBlock];
   uint32_t nunits_ = 0;
 };

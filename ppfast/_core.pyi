@@ -146,6 +146,9 @@ class NativeModel:
     def name(self) -> str:
         ...
     @property
+    def one_execution_per_thread(self) -> bool:
+        ...
+    @property
     def threads(self) -> int:
         ...
 class PpxClient:
@@ -239,7 +242,7 @@ class Policy:
     An execution policy (set on a Recorder).
     """
 class GuidedNative:
-    def __init__(self, entry: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: Observations, slots: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, stack_bytes: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, entry: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: Observations, slots: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, stack_bytes: typing.SupportsInt | typing.SupportsIndex, one_execution_per_thread: bool = False) -> None:
         ...
     def advance(self) -> int:
         ...

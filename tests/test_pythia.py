@@ -216,6 +216,13 @@ def test_pythia_tau_observes_the_calorimeter():
     assert np.bincount(rec["trace"][controlled]).min() > 5  # Pythia's own draws, all captured
 
 
+@pytest.mark.parametrize("name", ["pythia_z", "pythia_tau"])
+def test_pythia_examples_run_one_execution_per_thread(name):
+    """One Pythia per thread: guided runs must not interleave executions on a thread (with
+    several fibers per thread they corrupted each other's events)."""
+    assert ppfast.examples.load(name)._native.one_execution_per_thread
+
+
 def test_missing_pythia_names_the_command_that_builds_it(monkeypatch, tmp_path):
     monkeypatch.setattr(ppfast.examples, "_LIB", tmp_path)
     for mode in ("embedded", "shm"):

@@ -263,6 +263,7 @@ FiberRun::FiberRun(ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t c
   if (!fn_) throw std::invalid_argument("guided run: no model function");
   options_.slots = std::max<uint32_t>(1, std::min<uint64_t>(options_.slots, std::max<uint64_t>(count, 1)));
   options_.threads = std::max(1, std::min<int>(options_.threads, int(options_.slots)));
+  if (options_.one_execution_per_thread) options_.slots = uint32_t(options_.threads);
   for (int w = 0; w < options_.threads; ++w) workers_.push_back(std::make_unique<Worker>());
   fibers_.reserve(options_.slots);
   for (uint32_t s = 0; s < options_.slots; ++s) {

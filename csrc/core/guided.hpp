@@ -98,6 +98,9 @@ class FiberRun {
     uint32_t slots = 256;
     int threads = 1;
     size_t stack_bytes = size_t(1) << 20;  // reserved per execution, committed on use
+    /// The model must not interleave executions on a thread (PPFAST_MODEL_ONE_EXECUTION_
+    /// PER_THREAD): at most one slot per worker thread.
+    bool one_execution_per_thread = false;
   };
 
   FiberRun(ppfast_model_fn fn, uint64_t seed, uint64_t first, uint64_t count,

@@ -39,8 +39,9 @@ void answer(Run& run, const In<uint8_t>& kinds, const In<uint32_t>& offsets, con
 class GuidedNative {
  public:
   GuidedNative(uintptr_t entry, uint64_t seed, uint64_t first, uint64_t count, std::shared_ptr<Observations> obs,
-               uint32_t slots, int threads, size_t stack_bytes) {
+               uint32_t slots, int threads, size_t stack_bytes, bool one_execution_per_thread) {
     FiberRun::Options o;
+    o.one_execution_per_thread = one_execution_per_thread;
     o.slots = slots;
     o.threads = threads;
     o.stack_bytes = stack_bytes;
@@ -138,9 +139,10 @@ void register_guided(py::module_& m) {
       py::arg("factor"), "A policy drawing controlled sites from a widened prior.");
 
   py::class_<GuidedNative>(m, "GuidedNative")
-      .def(py::init<uintptr_t, uint64_t, uint64_t, uint64_t, std::shared_ptr<Observations>, uint32_t, int, size_t>(),
+      .def(py::init<uintptr_t, uint64_t, uint64_t, uint64_t, std::shared_ptr<Observations>, uint32_t, int, size_t,
+                    bool>(),
            py::arg("entry"), py::arg("seed"), py::arg("first"), py::arg("count"), py::arg("observations"),
-           py::arg("slots"), py::arg("threads"), py::arg("stack_bytes"))
+           py::arg("slots"), py::arg("threads"), py::arg("stack_bytes"), py::arg("one_execution_per_thread") = false)
       .def("advance", &GuidedNative::advance)
       .def("requests", &GuidedNative::requests)
       .def("answer", &GuidedNative::reply)

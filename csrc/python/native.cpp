@@ -36,7 +36,7 @@ class NativeModel {
   /// A model that is a function of this process (a numba cfunc): nothing to load or bind,
   /// its calls reach this process's recorder already.  The caller keeps the code alive.
   NativeModel(uintptr_t run, const std::string& name, int threads)
-      : path_(name), own_{PPFAST_ABI_VERSION, nullptr, nullptr, nullptr} {
+      : path_(name), own_{PPFAST_ABI_VERSION, nullptr, nullptr, nullptr, 0} {
     if (!run) throw py::value_error("NativeModel.from_function: null function pointer for model '" + name + "'");
     own_.name = path_.c_str();
     own_.run = reinterpret_cast<ppfast_model_fn>(run);
@@ -103,6 +103,7 @@ class NativeModel {
   /// Simulation threads (the pool has one more: the caller, which supervises).
   int threads() const { return pool_->size() - 1; }
   uintptr_t entry() const { return reinterpret_cast<uintptr_t>(info_->run); }
+  bool one_execution_per_thread() const { return info_->flags & PPFAST_MODEL_ONE_EXECUTION_PER_THREAD; }
 
  private:
   std::string path_;
@@ -127,7 +128,8 @@ void register_native(py::module_& m) {
       .def("run_unrecorded", &NativeModel::run_unrecorded)
       .def_property_readonly("name", &NativeModel::name)
       .def_property_readonly("threads", &NativeModel::threads)
-      .def_property_readonly("entry", &NativeModel::entry);
+      .def_property_readonly("entry", &NativeModel::entry)
+      .def_property_readonly("one_execution_per_thread", &NativeModel::one_execution_per_thread);
   // Address of this process's C ABI table, for numba and other in-process callers.
   m.def("api_table", [] { return reinterpret_cast<uintptr_t>(local_api()); });
 }

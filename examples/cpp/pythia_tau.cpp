@@ -70,6 +70,7 @@ void plain(ppfast_pythia::Session& s) { decay(s, 20.0 + 60.0 * s.plain.flat()); 
 
 }  // namespace
 
-PPFAST_MODEL(pythia_tau, pythia_tau)
+// One Pythia per thread (session.hpp): executions must not interleave on a thread.
+PPFAST_MODEL_WITH_FLAGS(pythia_tau, pythia_tau, PPFAST_MODEL_ONE_EXECUTION_PER_THREAD)
 PPFAST_PYTHIA_PLAIN_EXPORTS(kSettings, plain)
 extern "C" __attribute__((visibility("default"))) void ppfast_pythia_tau_calorimeter(int on) { g_calorimeter = on; }

@@ -28,5 +28,6 @@ double pythia_z() {
 
 }  // namespace
 
-PPFAST_MODEL(pythia_z, pythia_z)
+// One Pythia per thread (session.hpp): executions must not interleave on a thread.
+PPFAST_MODEL_WITH_FLAGS(pythia_z, pythia_z, PPFAST_MODEL_ONE_EXECUTION_PER_THREAD)
 PPFAST_PYTHIA_PLAIN_EXPORTS(kSettings, generate)

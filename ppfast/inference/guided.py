@@ -65,7 +65,8 @@ def _serve(driver: Any, server: ProposalServer) -> None:
 
 def _run_native(model: Any, server: ProposalServer, seed: int, first: int, count: int,
                 obs: _core.Observations, slots: int, threads: int, stack_bytes: int) -> TraceBatch:
-    driver = _core.GuidedNative(model._native.entry, seed, first, count, obs, slots, threads, stack_bytes)
+    driver = _core.GuidedNative(model._native.entry, seed, first, count, obs, slots, threads, stack_bytes,
+                                 model._native.one_execution_per_thread)
     _serve(driver, server)
     return TraceBatch(driver.take())
 

@@ -18,7 +18,7 @@ from .. import _core
 __all__ = ["SYMBOLS", "ABI_VERSION", "intern", "locate", "register"]
 
 # Must match PPFAST_ABI_VERSION in csrc/include/ppfast/ppfast.h.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 class _Api(ctypes.Structure):

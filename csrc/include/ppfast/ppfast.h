@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define PPFAST_ABI_VERSION 1u
+#define PPFAST_ABI_VERSION 2u
 
 /* Distribution kinds; 1..11 match the PPX protocol's Distribution union. */
 enum ppfast_dist_kind {
@@ -94,14 +94,22 @@ enum ppfast_stack_method { PPFAST_STACK_AUTO = 0, PPFAST_STACK_UNWIND = 1 };
 void ppfast_stack_options(uint32_t depth, uint32_t skip, int method);
 
 /* Entry point a simulator library exports for embedded mode (see PPFAST_MODEL):
- * returns the model name and the function that runs one execution. */
+ * returns the model name, the function that runs one execution and the model's flags. */
 typedef double (*ppfast_model_fn)(void);
 typedef struct ppfast_model_info {
   uint32_t abi_version;
   const char* name;
   ppfast_model_fn run;
   void (*bind)(const ppfast_api* api);
+  uint32_t flags; /* PPFAST_MODEL_* below */
 } ppfast_model_info;
+
+/* The simulator keeps per-thread or global state across an execution (an event
+ * generator object, a static random engine...): two executions must never interleave on
+ * one thread.  Guided runs, which otherwise interleave many executions per thread as
+ * fibers, then run one execution per worker thread (embedded) or per process (shared
+ * memory); more threads or processes give the network step its batch. */
+#define PPFAST_MODEL_ONE_EXECUTION_PER_THREAD 1u
 
 #ifdef __cplusplus
 }

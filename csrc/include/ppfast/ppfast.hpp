@@ -283,7 +283,10 @@ struct Generator {
 
 /// Exports `fn` (a callable returning a double, or void) as this library's model for
 /// embedded mode and as `ppfast_model_main` for shared-memory / standalone executables.
-#define PPFAST_MODEL(model_name, fn)                                                    \
+#define PPFAST_MODEL(model_name, fn) PPFAST_MODEL_WITH_FLAGS(model_name, fn, 0u)
+
+/// PPFAST_MODEL with flags (PPFAST_MODEL_ONE_EXECUTION_PER_THREAD, see ppfast.h).
+#define PPFAST_MODEL_WITH_FLAGS(model_name, fn, model_flags)                            \
   namespace {                                                                           \
   double ppfast_model_run_() {                                                          \
     ppfast::detail::ModelEntry entry_(__builtin_frame_address(0));                      \
@@ -297,6 +300,6 @@ struct Generator {
   }                                                                                     \
   }                                                                                     \
   extern "C" __attribute__((visibility("default"))) const ppfast_model_info* ppfast_model_entry(void) { \
-    static const ppfast_model_info info{PPFAST_ABI_VERSION, #model_name, &ppfast_model_run_, &ppfast_bind}; \
+    static const ppfast_model_info info{PPFAST_ABI_VERSION, #model_name, &ppfast_model_run_, &ppfast_bind, (model_flags)}; \
     return &info;                                                                       \
   }

@@ -408,7 +408,7 @@ int serve_ppx(const std::string& address, const ppfast_model_info* model, const 
 
 int serve_ppx(const std::string& address, ppfast_model_fn run, const std::string& model_name,
               const PpxServeOptions& options) {
-  const ppfast_model_info info{PPFAST_ABI_VERSION, model_name.c_str(), run, nullptr};
+  const ppfast_model_info info{PPFAST_ABI_VERSION, model_name.c_str(), run, nullptr, 0};
   return serve_ppx(address, &info, options);
 }
 

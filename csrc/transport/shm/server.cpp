@@ -449,6 +449,7 @@ class Server {
     FiberRun::Options options;
     options.slots = uint32_t(slots);
     options.threads = 1;  // this thread: the fibers never move between threads
+    options.one_execution_per_thread = model_->flags & PPFAST_MODEL_ONE_EXECUTION_PER_THREAD;
     options.stack_bytes = size_t(stack_bytes);
     // Not owned: obs_ outlives the run.
     std::shared_ptr<const Observations> obs(std::shared_ptr<void>(), &obs_);

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <new>
 #include <thread>
 
@@ -148,12 +149,12 @@ uint64_t Arena::file_size() const {
 std::shared_ptr<Block> Arena::allocate(uint64_t bytes) {
   const uint64_t n = align_up(std::max<uint64_t>(bytes, 1), kPage);
   std::lock_guard<std::mutex> lock(mutex_);
-  recent_[next_recent_++ % 16] = n;
   for (auto it = free_.begin(); it != free_.end(); ++it) {  // first fit: reuse before growing
     if (it->second < n) continue;
     const uint64_t off = it->first, size = it->second;
     free_.erase(it);
     if (size > n) free_.emplace(off + n, size - n);
+    recent_ends_[next_recent_++ % std::size(recent_ends_)] = off + n;
     return std::make_shared<Block>(shared_from_this(), off, n);
   }
   // Grow the file, starting inside a free tail if there is one.
@@ -172,6 +173,7 @@ std::shared_ptr<Block> Arena::allocate(uint64_t bytes) {
                                            " more MiB of trace batches: " + strerror(errno));
   if (off != end_) free_.erase(off);
   end_ = off + n;
+  recent_ends_[next_recent_++ % std::size(recent_ends_)] = end_;
   return std::make_shared<Block>(shared_from_this(), off, n);
 }
 
@@ -195,18 +197,17 @@ void Arena::release(uint64_t offset, uint64_t size) {
 }
 
 void Arena::trim() {
-  // The pool keeps a free tail as large as the largest of the recent blocks, so runs of
-  // a steady size reuse their pages; memory beyond that goes back to the system.
+  // The file keeps what the recent allocations reached (and kKeepBytes of free tail), so
+  // runs of a steady size reuse their pages; memory beyond that goes back to the system.
   if (free_.empty()) return;
   auto tail = std::prev(free_.end());
   if (tail->first + tail->second != end_) return;
-  uint64_t keep = kKeepBytes;
-  for (uint64_t r : recent_) keep = std::max(keep, r);
-  if (tail->second <= keep) return;
-  const uint64_t new_end = tail->first + keep;
+  uint64_t new_end = tail->first + kKeepBytes;
+  for (uint64_t e : recent_ends_) new_end = std::max(new_end, e);
+  if (new_end >= end_) return;
   if (ftruncate(fd_, off_t(new_end)) != 0) return;
   end_ = new_end;
-  tail->second = keep;
+  tail->second = new_end - tail->first;
 }
 
 // --- processes ---------------------------------------------------------------------

@@ -92,7 +92,10 @@ class Arena : public std::enable_shared_from_this<Arena> {
   mutable std::mutex mutex_;
   uint64_t end_ = 0;                  // file size: everything below is allocated in the file
   std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
-  uint64_t recent_[16] = {};           // sizes of the last allocations: how much to keep
+  // Where the last allocations ended: the file keeps the highest, so runs of a steady
+  // size (many pieces and the gathered batch each) reuse pages that every process has
+  // mapped already, instead of faulting in new ones after each shrink.
+  uint64_t recent_ends_[64] = {};
   unsigned next_recent_ = 0;
   void trim();
 };

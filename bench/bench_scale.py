@@ -287,12 +287,33 @@ def flat_table(models: List[Tuple[str, str, str]], sizes: List[str], repeats: in
     return rates
 
 
+def floor_pairs(name: str, engine: str, pairs: int, size: int = REFERENCE, out: Any = sys.stdout) -> List[float]:
+    """Recording-off rate over the recorded rate of ``size`` traces (embedded), from
+    ``pairs`` back-to-back pairs (a change of machine load falls on both runs of a pair);
+    prints the median and quartiles of the per-pair ratios."""
+    model = _model(name, "embedded")
+
+    def rate(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return size / (time.perf_counter() - t0)
+
+    rate(lambda: _call(model, name, engine, size, False))  # fills the buffer pool
+    ratios = sorted(rate(lambda: model.run_unrecorded(size)) / rate(lambda: _call(model, name, engine, size, False))
+                    for _ in range(pairs))
+    print(f"{name} embedded {engine} {size:,} traces: floor/rate median x{statistics.median(ratios):.2f} "
+          f"(quartiles {ratios[len(ratios) // 4]:.2f}-{ratios[3 * len(ratios) // 4]:.2f}, {pairs} pairs)", file=out)
+    return ratios
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the code paths")
     p.add_argument("--plot", default=str(PLOT))
     p.add_argument("--breakdown", metavar="N[,N...]",
                    help="time each stage of in-memory runs of N traces, sizes in turn (--models, --engines)")
+    p.add_argument("--floor", type=int, metavar="PAIRS",
+                   help="recording-off floor over the recorded rate at 1M traces, PAIRS back-to-back pairs")
     p.add_argument("--table", type=int, metavar="REPEATS",
                    help="the flat-throughput table: every size, interleaved, REPEATS rounds")
     p.add_argument("--models", default="gum:embedded,hundred:embedded",
@@ -306,6 +327,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             for m in args.models.split(","):
                 for size in args.breakdown.split(","):
                     breakdown(*m.split(":"), engine, int(size))
+        return 0
+    if args.floor:
+        for engine in args.engines.split(","):
+            for m in args.models.split(","):
+                floor_pairs(m.split(":")[0], engine, args.floor)
         return 0
     if args.table:
         keys = [(*m.split(":"), e) for m in args.models.split(",") for e in args.engines.split(",")]

@@ -29,6 +29,8 @@ def test_scale_breakdown_and_flat_table_smoke():
                                    reference=4000)
     assert sorted(rates[("gum", "embedded", "prior")]) == ["1000", "4000", "4000s"]
     assert "x1.00" in out.getvalue()
+    ratios = bench_scale.floor_pairs("gum", "prior", 2, size=2000, out=out)
+    assert len(ratios) == 2 and all(r > 0 for r in ratios) and "floor/rate median" in out.getvalue()
 
 
 def test_scale_benchmarks_registered():

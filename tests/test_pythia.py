@@ -223,6 +223,30 @@ def test_pythia_examples_run_one_execution_per_thread(name):
     assert ppfast.examples.load(name)._native.one_execution_per_thread
 
 
+def test_guided_executions_each_decay_their_own_tau():
+    """Guided importance sampling on Pythia: no execution disturbs another's event (fibers
+    interleaved on one thread's Pythia made Pythia abort, or crash); each guided trace is
+    the event its draw values make."""
+    lib = ctypes.CDLL(str(ppfast.examples.library_path("pythia_tau")))
+    u64, dp = ctypes.c_uint64, ctypes.POINTER(ctypes.c_double)
+    lib.ppfast_pythia_replay_event.argtypes = [dp, u64, dp, u64, ctypes.POINTER(u64)]
+    lib.ppfast_pythia_replay_event.restype = u64
+    model = ppfast.examples.load("pythia_tau")
+    tiny = dict(network_type="feedforward", lstm_dim=8, observe_embedding_dim=8, address_embedding_dim=4,
+                proposal_dim=4, proposal_mixture_components=1, address_instances=False)
+    model.learn_inference_network(32, batch_size=16, observe_embeddings={"calorimeter": {"dim": 8, "depth": 1}},
+                                  seed=1, progress=False, **tiny)
+    batch = model.posterior_batch(32, ppfast.InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK,
+                                  observe={"calorimeter": np.zeros(20 * 35 * 35)}, seed=4, slots=16, progress=False)
+    assert not batch.failed.any()
+    for i in range(len(batch)):
+        tr = batch.trace(i)
+        draws = np.array([v.value for v in tr.variables if v.kind == RecordKind.SAMPLE and v.control])
+        draws[0] = (draws[0] - 20.0) / 60.0  # the plain event draws the momentum as 20 + 60 flat()
+        calls, particles = replay(lib, draws)
+        assert calls == len(draws) and len(particles) > 0
+
+
 def test_missing_pythia_names_the_command_that_builds_it(monkeypatch, tmp_path):
     monkeypatch.setattr(ppfast.examples, "_LIB", tmp_path)
     for mode in ("embedded", "shm"):

@@ -48,9 +48,8 @@ def importance_sampling(model, grid: np.ndarray, k: int, seed: int, engine: Infe
     best = np.full(6, -np.inf)
     lw_all = []
     for c in range(0, k, CHUNK):
-        guided = {"slots": 32} if engine == InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK else {}
         batch = model.posterior_batch(min(CHUNK, k - c), engine, observe={"calorimeter": grid},
-                                      seed=seed * 1000 + c // CHUNK, progress=False, **guided)
+                                      seed=seed * 1000 + c // CHUNK, progress=False)
         group = np.asarray(batch.traces["result"], dtype=int)
         lw, ll = np.asarray(batch.log_weights), np.asarray(batch.traces["log_likelihood"])
         lw_all.append(lw)

@@ -30,8 +30,6 @@ EMBEDDING = {"calorimeter": {"embedding": "cnn3d", "reshape": [1, 20, 35, 35], "
 NETWORK = dict(network_type="feedforward", lstm_dim=64, observe_embedding_dim=64, address_embedding_dim=16,
                proposal_dim=16, proposal_mixture_components=3, address_instances=False)
 LEVELS = (0.68, 0.95)
-# Guided executions in flight; each holds its own Pythia (examples/cpp/pythia/session.hpp).
-SLOTS = 32
 
 
 def train(model, path: Path, minutes: float, chunk: int, batch_size: int) -> None:
@@ -102,9 +100,7 @@ def main() -> None:
         for e, engine in enumerate((InferenceEngine.IMPORTANCE_SAMPLING_WITH_INFERENCE_NETWORK,
                                     InferenceEngine.IMPORTANCE_SAMPLING)):
             t = time.perf_counter()
-            guided = {"slots": SLOTS} if e == 0 else {}
-            batch = model.posterior_batch(args.k, engine, observe=observe, seed=args.seed + 1 + i, progress=False,
-                                          **guided)
+            batch = model.posterior_batch(args.k, engine, observe=observe, seed=args.seed + 1 + i, progress=False)
             if e == 0:
                 t_guided += time.perf_counter() - t
             else:

@@ -230,7 +230,7 @@ def test_client_and_server_under_sanitizers(tmp_path):
              "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}",
              f"-I{PPX_SRC}", f"-I{gen}"]
     core = [ROOT / "csrc" / "core" / f"{f}.cpp"
-            for f in ("address_table", "api", "distributions", "recorder", "runner", "trace_batch")]
+            for f in ("address_table", "api", "distributions", "recorder", "runner", "stack_address", "trace_batch")]
     sources = core + [PPX_SRC / "codec.cpp", PPX_SRC / "client.cpp", PPX_SRC / "server.cpp"]
     compiles = [subprocess.Popen(["g++", *flags, "-c", str(src), "-o", str(tmp_path / f"{src.stem}.o")],
                                  stderr=subprocess.PIPE, text=True) for src in sources]

@@ -52,10 +52,10 @@ void RequestBatch::add(uint32_t slot_id, const SiteRequest& r) {
   params.insert(params.end(), r.prev_params.begin(), r.prev_params.end());
 }
 
-void apply_answers(const RequestBatch& requests, const std::vector<ProposalSlot*>& slots, const uint8_t* kinds,
-                   const uint32_t* offsets, const uint32_t* lens, size_t n, const double* params, size_t nparams) {
-  if (n != requests.size())
-    throw std::invalid_argument("answer: " + std::to_string(n) + " answers for " + std::to_string(requests.size()) +
+void check_answers(size_t pending, const uint8_t* kinds, const uint32_t* offsets, const uint32_t* lens, size_t n,
+                   size_t nparams) {
+  if (n != pending)
+    throw std::invalid_argument("answer: " + std::to_string(n) + " answers for " + std::to_string(pending) +
                                 " pending requests");
   for (size_t i = 0; i < n; ++i) {
     if (kinds[i] > kMaxDistKind)
@@ -66,6 +66,11 @@ void apply_answers(const RequestBatch& requests, const std::vector<ProposalSlot*
                                   ", +" + std::to_string(lens[i]) + ") outside the " + std::to_string(nparams) +
                                   " given");
   }
+}
+
+void apply_answers(const RequestBatch& requests, const std::vector<ProposalSlot*>& slots, const uint8_t* kinds,
+                   const uint32_t* offsets, const uint32_t* lens, size_t n, const double* params, size_t nparams) {
+  check_answers(requests.size(), kinds, offsets, lens, n, nparams);
   for (size_t i = 0; i < n; ++i) {
     SiteAnswer& a = slots[requests.slot[i]]->answer;
     a.kind = kinds[i];

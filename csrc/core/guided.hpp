@@ -85,6 +85,11 @@ class ProposalSlot : public Policy {
   uint32_t site_address_ = 0, site_instance_ = 0;
 };
 
+/// Checks a round of answers against `pending` requests: their count, kinds and parameter
+/// ranges.  Throws std::invalid_argument on inconsistent input.
+void check_answers(size_t pending, const uint8_t* kinds, const uint32_t* offsets, const uint32_t* lens, size_t n,
+                   size_t nparams);
+
 /// Sets the shape of replies: checks sizes and bounds, then copies answer i to the slot
 /// that sent request i.  Throws std::invalid_argument on inconsistent input.
 void apply_answers(const RequestBatch& requests, const std::vector<ProposalSlot*>& slots, const uint8_t* kinds,

@@ -385,6 +385,20 @@ std::string Host::exit_status(Worker& w) {
   return what;
 }
 
+std::string Host::failure(Worker& w, bool busy) {
+  std::string what = exit_status(w);
+  if (!what.empty() || options_.timeout <= 0) return what;
+  const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
+  if (beat != w.last_beat || !busy) {
+    w.last_beat = beat;
+    w.beat_time = now_ns();
+  } else if (now_ns() - w.beat_time > int64_t(options_.timeout * 1e9)) {
+    kill_worker(w);
+    what = "hung (no progress for " + seconds(options_.timeout) + ")";
+  }
+  return what;
+}
+
 void Host::kill_worker(Worker& w) {
   if (w.pid <= 0) return;
   killpg(w.pid, SIGKILL);
@@ -621,17 +635,7 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
           Part& p = *s.current;
           Worker& w = *p.worker;
           const pid_t pid = w.pid;
-          std::string what = exit_status(w);
-          if (what.empty() && options_.timeout > 0) {
-            const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
-            if (beat != w.last_beat) {
-              w.last_beat = beat;
-              w.beat_time = now_ns();
-            } else if (now_ns() - w.beat_time > int64_t(options_.timeout * 1e9)) {
-              kill_worker(w);
-              what = "hung (no progress for " + seconds(options_.timeout) + ")";
-            }
-          }
+          std::string what = failure(w, true);
           if (what.empty()) continue;
           std::string reason = "simulator process " + std::to_string(pid) + " " + what;
           const uint64_t done = w.ctrl->completed.load(std::memory_order_acquire);
@@ -816,17 +820,7 @@ void Host::pump(std::vector<Part>& parts, const std::function<void(Part&, const 
       for (auto& p : parts) {
         Worker& w = *p.worker;
         const pid_t pid = w.pid;
-        std::string what = exit_status(w);
-        if (what.empty() && options_.timeout > 0) {
-          const uint64_t beat = w.ctrl->beat.load(std::memory_order_acquire);
-          if (beat != w.last_beat || !busy(p)) {
-            w.last_beat = beat;
-            w.beat_time = now_ns();
-          } else if (now_ns() - w.beat_time > int64_t(options_.timeout * 1e9)) {
-            kill_worker(w);
-            what = "hung (no progress for " + seconds(options_.timeout) + ")";
-          }
-        }
+        std::string what = failure(w, busy(p));
         if (what.empty()) continue;
         check_closing();
         fail("simulator process " + std::to_string(pid) + " " + what + " during " + doing(p));
@@ -1155,18 +1149,7 @@ size_t GuidedRun::advance(const std::function<bool()>& interrupted) {
 void GuidedRun::answer(const uint8_t* kinds, const uint32_t* offsets, const uint32_t* lens, size_t n,
                        const double* params, size_t nparams) {
   if (s_->finished_) throw std::logic_error("guided run: answer() after the run ended");
-  if (n != s_->requests_.size())
-    throw std::invalid_argument("answer: " + std::to_string(n) + " answers for " + std::to_string(s_->requests_.size()) +
-                                " pending requests");
-  for (size_t i = 0; i < n; ++i) {
-    if (kinds[i] > kMaxDistKind)
-      throw std::invalid_argument("answer " + std::to_string(i) + ": unknown distribution kind " +
-                                  std::to_string(kinds[i]));
-    if (kinds[i] && uint64_t(offsets[i]) + lens[i] > nparams)
-      throw std::invalid_argument("answer " + std::to_string(i) + ": parameters [" + std::to_string(offsets[i]) +
-                                  ", +" + std::to_string(lens[i]) + ") outside the " + std::to_string(nparams) +
-                                  " given");
-  }
+  check_answers(s_->requests_.size(), kinds, offsets, lens, n, nparams);
   try {
     size_t at = 0;
     for (size_t i = 0; i < s_->parts_.size(); ++i) {

@@ -199,6 +199,9 @@ class Host {
   void spawn(Worker& w);
   void await_ready(const std::vector<Worker*>& ws, const std::function<bool()>& interrupted);
   std::string exit_status(Worker& w);  // "" while the process runs
+  /// Why `w` failed: it exited, or made no progress for `timeout` s while `busy` (then it
+  /// is killed); "" while it is well.
+  std::string failure(Worker& w, bool busy);
   void kill_worker(Worker& w);
   void release(Worker& w);
   void send(Worker& w, const Message& m);

@@ -56,7 +56,7 @@ void Recorder::begin_trace(uint64_t index) {
 }
 
 bool Recorder::end_trace(double result) {
-  flush_units();
+  if (nunits_) flush_units();
   in_trace_ = false;
   const uint64_t end = out_.num_records();
   uint64_t type = type_hash_;
@@ -175,7 +175,7 @@ __attribute__((flatten)) void Recorder::append(RecordKind kind, uint8_t flags, c
 }
 
 double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {
-  flush_units();
+  if (nunits_) flush_units();
   if (stop_ && stop_->load(std::memory_order_relaxed) && !failed_) {
     stopped_ = true;  // a long or endless trace gives way to Ctrl-C at its next draw
     fail("stopped (interrupted)");
@@ -312,7 +312,7 @@ __attribute__((noinline)) void Recorder::flush_units() {
 }
 
 double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {
-  flush_units();
+  if (nunits_) flush_units();
   if (failed_) return 0;
   if (!is_valid(d)) {
     fail("invalid distribution at observe " + site(address, name) + ": " + validate(d),
@@ -377,14 +377,14 @@ double Recorder::observe_log_prob(const Dist& d, const double* value) {
 }
 
 void Recorder::tag(uint32_t address, uint32_t name, const double* value, uint32_t n) {
-  flush_units();
+  if (nunits_) flush_units();
   if (failed_) return;
   const uint32_t instance = next_instance(address, false, out_.num_records());
   append(RecordKind::Tag, 0, nullptr, address, instance, name, value, n, 0.0);
 }
 
 void Recorder::factor(double log_prob) {
-  flush_units();
+  if (nunits_) flush_units();
   if (failed_) return;
   // -inf is a valid factor (weight zero); NaN and +inf are not log-probabilities of anything
   // and would make every weight of the run NaN after normalization.

@@ -65,7 +65,7 @@ class Recorder {
   uint64_t trace_index() const { return index_; }
   Rng& rng() { return rng_; }
   TraceBatch& batch() {
-    flush_units();
+    if (nunits_) flush_units();
     return out_;
   }
   void set_policy(Policy* p) { policy_ = p; }
@@ -79,7 +79,7 @@ class Recorder {
 
  private:
   double sample_unit_general(uint32_t address);
-  void flush_units();
+  void flush_units();  // callers test nunits_ first: no call on draws of other kinds
   uint32_t next_instance(uint32_t address, bool replace, uint64_t record);
   void append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance, uint32_t name,
               const double* value, uint32_t n, double log_prob);

@@ -58,10 +58,10 @@ void check_answers(size_t pending, const uint8_t* kinds, const uint32_t* offsets
     throw std::invalid_argument("answer: " + std::to_string(n) + " answers for " + std::to_string(pending) +
                                 " pending requests");
   for (size_t i = 0; i < n; ++i) {
-    if (kinds[i] > kMaxDistKind)
+    if (kinds[i] > kMaxDistKind && kinds[i] != kPriorAtAddress)
       throw std::invalid_argument("answer " + std::to_string(i) + ": unknown distribution kind " +
                                   std::to_string(kinds[i]));
-    if (kinds[i] && uint64_t(offsets[i]) + lens[i] > nparams)
+    if (has_params(kinds[i]) && uint64_t(offsets[i]) + lens[i] > nparams)
       throw std::invalid_argument("answer " + std::to_string(i) + ": parameters [" + std::to_string(offsets[i]) +
                                   ", +" + std::to_string(lens[i]) + ") outside the " + std::to_string(nparams) +
                                   " given");
@@ -74,7 +74,7 @@ void apply_answers(const RequestBatch& requests, const std::vector<ProposalSlot*
   for (size_t i = 0; i < n; ++i) {
     SiteAnswer& a = slots[requests.slot[i]]->answer;
     a.kind = kinds[i];
-    if (a.kind)
+    if (has_params(a.kind))
       a.params.assign(params + offsets[i], params + offsets[i] + lens[i]);
     else
       a.params.clear();
@@ -92,6 +92,7 @@ bool ProposalSlot::propose(uint32_t address, uint32_t instance, const Dist& d, R
                            double* log_q) {
   // Not a network step (the training data leaves these out too).
   if (d.size != 1 || d.kind == DistKind::Mixture || d.kind == DistKind::None) return false;
+  if (address < prior_only_.size() && prior_only_[address]) return false;
   Recorder* rec = current_recorder();
   const TraceBatch& b = rec->batch();
   if (have_site_ && address == site_address_ && instance == site_instance_) {
@@ -119,6 +120,11 @@ bool ProposalSlot::propose(uint32_t address, uint32_t instance, const Dist& d, R
     r.prev_params.clear();
   }
   exchange();
+  if (answer.kind == kPriorAtAddress) {  // not a network step: the previous step stays previous
+    if (address >= prior_only_.size()) prior_only_.resize(address + 1, 0);
+    prior_only_[address] = 1;
+    return false;
+  }
   have_site_ = true;
   site_address_ = address;
   site_instance_ = instance;

@@ -40,7 +40,14 @@ struct SiteRequest {
   std::vector<double> params, prev_params;  // prior parameters (Dist layout)
 };
 
-/// The server's reply: kind 0 = draw from the prior; else a scalar proposal Dist.
+/// Answer kind: draw from the prior here and, without asking again, at every later site
+/// of the same address in this slot (the network proposes nothing for the address).
+constexpr uint8_t kPriorAtAddress = 255;
+/// Whether an answer of this kind carries proposal parameters.
+inline bool has_params(uint8_t kind) { return kind != 0 && kind != kPriorAtAddress; }
+
+/// The server's reply: kind 0 = draw from the prior; kPriorAtAddress = the prior at this
+/// address from now on; else a scalar proposal Dist.
 struct SiteAnswer {
   uint8_t kind = 0;
   std::vector<double> params;
@@ -83,6 +90,7 @@ class ProposalSlot : public Policy {
   uint64_t prev_record_ = kNone;  // record index of the previous network step
   bool have_site_ = false;
   uint32_t site_address_ = 0, site_instance_ = 0;
+  std::vector<uint8_t> prior_only_;  // by address id: answered kPriorAtAddress
 };
 
 /// Checks a round of answers against `pending` requests: their count, kinds and parameter

@@ -48,8 +48,10 @@ std::vector<double> deposits(const Pythia8::Event& ev) {
   for (int i = 0; i < ev.size(); ++i) {
     const int id = ev[i].idAbs();
     if (!ev[i].isFinal() || id == 12 || id == 14 || id == 16) continue;
-    // Muons are minimum-ionizing: a small deposit.
-    calorimeter::shower(grid, id == 13 ? 2.0 : ev[i].e(), ev[i].theta(), ev[i].phi(), id == 22 || id == 11);
+    if (id == 13)  // minimum-ionizing: a track of 2 GeV through all layers
+      calorimeter::track(grid, 2.0, ev[i].theta(), ev[i].phi());
+    else
+      calorimeter::shower(grid, ev[i].e(), ev[i].theta(), ev[i].phi(), id == 22 || id == 11);
   }
   return grid;
 }

@@ -9,7 +9,7 @@ sorted by length, steps time-major, so no step is padding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +59,8 @@ def _gather_rows(arena: np.ndarray, offset: np.ndarray, length: np.ndarray, widt
 class StepData:
     """Steps and observations of one TraceBatch (failed traces are left out).
     ``prior_sites``: (address id, distribution kind, size) of each controlled address
-    that is not a step (tensor-valued, or of a family without a proposal).
+    that is not a step (tensor-valued, or of a family without a proposal).  ``proposes``
+    (address ids -> bool) leaves the sites of other addresses out of the steps.
 
     Loss *items* are the steps followed by the discarded tries of rejection loops: a
     try is proposed from the same network state as the accepted draw of its loop (the
@@ -68,17 +69,20 @@ class StepData:
     the weights of guided traces with rejections (every try counts in log p - log q)
     bounded."""
 
-    def __init__(self, batch: TraceBatch, observe: Sequence[tuple[int, int]]):
+    def __init__(self, batch: TraceBatch, observe: Sequence[tuple[int, int]],
+                 proposes: Callable[[np.ndarray], np.ndarray] | None = None):
         self.batch = batch
         rec, tr = batch.records, batch.traces
         n_traces = len(batch)
         kind, flags, dist = rec["kind"], rec["flags"], rec["dist"]
         controlled = (kind == RecordKind.SAMPLE) & ((flags & FLAG_CONTROL) != 0)
-        site = controlled & (rec["value_len"] == 1) & (fam.FAMILY_OF_KIND[np.minimum(dist, 13)] != fam.NONE)
+        scalar = controlled & (rec["value_len"] == 1) & (fam.FAMILY_OF_KIND[np.minimum(dist, 13)] != fam.NONE)
         discarded = (flags & FLAG_DISCARDED) != 0
         # Controlled sites the network has no proposal for (tensor values, families without
         # a proposal): guided runs draw them from the prior.
-        other = np.flatnonzero(controlled & ~site & ~discarded)
+        other = np.flatnonzero(controlled & ~scalar & ~discarded)
+        # Sites at addresses left out by choice (propose_addresses) are no steps either.
+        site = scalar if proposes is None else scalar & proposes(rec["address"])
         _, first = np.unique(rec["address"][other], return_index=True)
         self.prior_sites = [(int(rec["address"][i]), int(rec["dist"][i]), int(rec["value_len"][i]))
                             for i in other[first]]

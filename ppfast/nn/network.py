@@ -42,12 +42,17 @@ DEFAULTS: dict[str, Any] = {
     "proposal_dim": 64,
     "address_instances": True,
     "network_type": "lstm",
+    # Parts of address names: the network proposes only at addresses whose name contains
+    # one of them, and guided runs draw every other address from its prior without a step.
+    "propose_addresses": None,
 }
 NETWORK_TYPES = ("lstm", "feedforward")
 
 # Heads are computed densely for every touched row (one GEMM) up to this many rows, by
 # gathering each step's head weights (one batched product) beyond.
 _DENSE_HEADS = 32
+# Answer kind: the prior at this address from now on (the core's kPriorAtAddress).
+PRIOR_AT_ADDRESS = 255
 
 
 @dataclass
@@ -84,7 +89,15 @@ class InferenceNetwork(nn.Module):
         cfg["network_type"] = str(getattr(cfg["network_type"], "name", cfg["network_type"])).lower()
         if cfg["network_type"] not in NETWORK_TYPES:
             raise ValueError(f"network_type must be one of {', '.join(NETWORK_TYPES)}, got {config['network_type']!r}")
+        parts = cfg["propose_addresses"]
+        if parts is not None:
+            parts = [parts] if isinstance(parts, str) else list(parts)
+            if not parts or not all(isinstance(p, str) and p for p in parts):
+                raise TypeError(f"propose_addresses must be a non-empty list of non-empty strings (parts of address "
+                                f"names), got {config['propose_addresses']!r}")
+            cfg["propose_addresses"] = parts
         self.config = cfg
+        self._proposed: dict[int, bool] = {}  # address id -> proposes (ids are per process: not saved)
         self.observe_names = list(observe_names)
         self.observe_sizes = [int(s) for s in observe_sizes]
         self.observe_specs = observe_specs
@@ -133,6 +146,20 @@ class InferenceNetwork(nn.Module):
     @property
     def head_width(self) -> int:
         return self.tables.shapes["head_b"][0]
+
+    def proposes(self, address: np.ndarray) -> np.ndarray:
+        """Whether the network proposes at each of these address ids (``propose_addresses``)."""
+        parts = self.config["propose_addresses"]
+        if parts is None:
+            return np.ones(len(address), dtype=bool)
+        from ..trace import address_name
+
+        ids, inv = np.unique(address, return_inverse=True)
+        for i in ids.tolist():
+            if i not in self._proposed:
+                name = address_name(i)
+                self._proposed[i] = any(p in name for p in parts)
+        return np.array([self._proposed[i] for i in ids.tolist()], dtype=bool)[inv.reshape(-1)]
 
     # -- rows ----------------------------------------------------------------------------
     def rows_for(self, keys: np.ndarray, address: np.ndarray, instance: np.ndarray, kind: np.ndarray,
@@ -401,9 +428,26 @@ class Stepper:
         self.steps = 0
         self.requests = 0
 
-    @torch.no_grad()
     def __call__(self, req: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Answers one round of requests: (kinds, offsets, lens, params) for the core."""
+        """Answers one round of requests: (kinds, offsets, lens, params) for the core.  An
+        address the network does not propose for is answered PRIOR_AT_ADDRESS: its slot
+        draws it from the prior from then on without asking, and takes no step."""
+        proposed = self.net.proposes(req["address"])
+        if proposed.all():
+            return self._step(req)
+        n = len(proposed)
+        kinds = np.full(n, PRIOR_AT_ADDRESS, dtype=np.uint8)
+        offsets = np.zeros(n, dtype=np.uint32)
+        lens = np.zeros(n, dtype=np.uint32)
+        if not proposed.any():
+            return kinds, offsets, lens, np.zeros(0)
+        ask = np.flatnonzero(proposed)
+        k, o, ln, params = self._step({key: v if key == "params" else v[ask] for key, v in req.items()})
+        kinds[ask], offsets[ask], lens[ask] = k, o, ln
+        return kinds, offsets, lens, params
+
+    @torch.no_grad()
+    def _step(self, req: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         net = self.net
         dev = net.device
         n = len(req["slot"])

@@ -152,7 +152,7 @@ def _step_data(net: InferenceNetwork, batch: TraceBatch) -> StepData:
     cached = getattr(batch, "_ppfast_steps", None)
     if cached is not None and cached[0] == layout and cached[1] is net:
         return cached[2]
-    data = StepData(batch, layout)
+    data = StepData(batch, layout, net.proposes)
     batch._ppfast_steps = (layout, net, data)  # type: ignore[attr-defined]
     _warn_prior_sites(net, data)
     return data
@@ -288,6 +288,13 @@ def learn_inference_network(model: Any, num_traces: int | None = None, batch_siz
             raise ValueError(f"network_type={network_type!r}, but the network to train further is a "
                              f"{network.config['network_type']!r} network")
         config["network_type"] = network_type
+    if network is not None:  # the options of DEFAULTS fix a network's architecture
+        given = dict(config, propose_addresses=[config["propose_addresses"]]) \
+            if isinstance(config.get("propose_addresses"), str) else config
+        differ = sorted(k for k, v in given.items() if network.config.get(k) != v)
+        if differ:
+            raise ValueError(f"the network to train further was built with other {', '.join(differ)}: "
+                             + "; ".join(f"{k}={network.config.get(k)!r}" for k in differ))
     if lr_schedule is not None and lr_schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule must be None or one of {', '.join(SCHEDULES)}, got {lr_schedule!r}")
     if not 0 < float(lr_decay) < 1:

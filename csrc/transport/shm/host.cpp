@@ -1159,7 +1159,7 @@ void GuidedRun::answer(const uint8_t* kinds, const uint32_t* offsets, const uint
       w.u64(m);
       for (size_t j = at; j < at + m; ++j) {
         w.u64(kinds[j]);
-        w.f64s(kinds[j] ? params + offsets[j] : nullptr, kinds[j] ? lens[j] : 0);
+        w.f64s(has_params(kinds[j]) ? params + offsets[j] : nullptr, has_params(kinds[j]) ? lens[j] : 0);
       }
       at += m;
       if (w.bytes().size() > s_->exchange_[i]->size())

@@ -495,7 +495,9 @@ class Server {
       lens.clear();
       params.clear();
       for (size_t i = 0; i < n && ans.ok(); ++i) {
-        kinds.push_back(uint8_t(std::min<uint64_t>(ans.u64(), 255)));
+        const uint64_t kind = ans.u64();
+        if (kind > 255) throw ProtocolFailure("proposal answer of unknown kind " + std::to_string(kind));
+        kinds.push_back(uint8_t(kind));
         const std::vector<double> p = ans.f64s();
         offsets.push_back(uint32_t(params.size()));
         lens.push_back(uint32_t(p.size()));

@@ -185,7 +185,7 @@ class ShmTraceBatch:
     @property
     def lost(self) -> numpy.typing.NDArray[numpy.uint64]:
         """
-        Positions of the traces lost to a simulator process that crashed or hung.
+        Positions (in this batch) of the traces lost to a simulator process that crashed or hung.
         """
     @property
     def messages(self) -> list[str]:
@@ -216,7 +216,7 @@ class ShmHost:
         ...
     def guided(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], required: bool, slots: typing.SupportsInt | typing.SupportsIndex, stack_bytes: typing.SupportsInt | typing.SupportsIndex) -> ShmGuidedRun:
         ...
-    def run(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], required: bool) -> ShmTraceBatch:
+    def run(self, seed: typing.SupportsInt | typing.SupportsIndex, first: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], required: bool) -> list[typing.Any]:
         ...
     def run_chains(self, seed: typing.SupportsInt | typing.SupportsIndex, kernel: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex, prior_mix: typing.SupportsFloat | typing.SupportsIndex, burn_in: typing.SupportsInt | typing.SupportsIndex, thinning: typing.SupportsInt | typing.SupportsIndex, max_attempts: typing.SupportsInt | typing.SupportsIndex, stop_on_error: bool, target_steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], observations: collections.abc.Sequence[tuple[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]], start: typing.Any, start_trace: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None) -> tuple[typing.Any, ...]:
         ...

@@ -83,6 +83,12 @@ class _ChunkedColumns(Mapping):
         return len(self._chunks[0][self._group])
 
 
+def _native_chunks(chunks: List[Any]) -> List[Any]:
+    """The chunks as ordinary native batches (those living elsewhere, e.g. in shared
+    memory, are copied)."""
+    return [c if isinstance(c, _core.TraceBatch) else c.to_batch() for c in chunks]
+
+
 class TraceBatch:
     """A finished batch of traces.  ``objects`` holds non-numeric results of Python
     models (one per trace), else None.  ``native``: a native batch, or a list of them (the
@@ -115,7 +121,7 @@ class TraceBatch:
     def _native(self) -> Any:
         """The batch as one native batch (chunks are merged into one the first time)."""
         if self._whole is None:
-            self._whole = _core.TraceBatch.concat(self._chunks)
+            self._whole = _core.TraceBatch.concat(_native_chunks(self._chunks))
             self._chunks = [self._whole]
         return self._whole
 
@@ -133,8 +139,7 @@ class TraceBatch:
         objects = None
         if any(b.objects is not None for b in batches):
             objects = [o for b in batches for o in (b.objects if b.objects is not None else b.traces["result"].tolist())]
-        chunks = [c if isinstance(c, _core.TraceBatch) else c.to_batch() for b in batches for c in b._chunks]
-        return cls(chunks, objects)
+        return cls(_native_chunks([c for b in batches for c in b._chunks]), objects)
 
     def __len__(self) -> int:
         return sum(c.num_traces for c in self._chunks)

@@ -113,20 +113,22 @@ def test_columns_are_views_on_the_shared_arena_that_outlive_the_batch():
     m = ppfast.examples.load("gum", mode="shm", workers=2)
     base, mapped, _ = m._host.arena
     batch = m.prior_batch(2000, seed=1)
-    for group in (batch.records, batch.traces, batch.arenas):
-        for k, v in group.items():
-            assert base <= v.ctypes.data <= base + mapped, k  # inside the mapped segment: not a copy
-            assert not v.flags.writeable
-    values = batch.records["value"]
-    again = batch._native.columns()["records"]["value"]
+    for chunk in batch._chunks:  # the pieces the processes placed
+        for group in chunk.columns().values():
+            for k, v in group.items():
+                assert base <= v.ctypes.data <= base + mapped, k  # inside the mapped segment: not a copy
+                assert not v.flags.writeable
+    piece = batch._chunks[-1]
+    values = piece.columns()["records"]["value"]
+    again = piece.columns()["records"]["value"]
     assert np.shares_memory(values, again)
     expected = values.copy()
     address = values.ctypes.data
-    del batch, again
+    del batch, piece, again
     gc.collect()
     # New batches must not reuse the block a live view points into.
     others = [m.prior_batch(2000, seed=2) for _ in range(3)]
-    assert all(o.records["value"].ctypes.data != address for o in others)
+    assert all(not (start <= address < start + size) for o in others for start, size in (c.block for c in o._chunks))
     m.close()
     del others
     gc.collect()
@@ -137,23 +139,51 @@ def test_columns_are_views_on_the_shared_arena_that_outlive_the_batch():
         assert torch.from_numpy(values).data_ptr() == address
 
 
+def test_a_run_is_its_pieces_without_a_gathered_copy():
+    # Each process places its slice in pieces; the batch is those pieces as they lie in
+    # shared memory (one chunk each, in trace order), never gathered into one more block,
+    # and it equals the embedded batch bit for bit.
+    n = 200_000
+    with ppfast.examples.load("gum", mode="shm", workers=2) as m:
+        batch = m.prior_batch(n, seed=6)
+        base, _, file_size = m._host.arena
+        blocks = sorted(c.block for c in batch._chunks)
+        assert len(blocks) > 2
+        assert all(a + size <= b for (a, size), (b, _) in zip(blocks, blocks[1:]))  # distinct blocks
+        for chunk in batch._chunks:
+            start, size = chunk.block
+            for group in chunk.columns().values():
+                for v in group.values():
+                    assert start <= v.ctypes.data and v.ctypes.data + v.nbytes <= start + size
+        # The file holds the pieces (and their run requests), not a second copy of the batch.
+        assert file_size < 1.1 * sum(size for _, size in blocks) + (1 << 20)
+        assert [int(c.columns()["traces"]["index"][0]) for c in batch._chunks] == \
+            np.cumsum([0] + [c.num_traces for c in batch._chunks[:-1]]).tolist()
+        embedded = ppfast.examples.load("gum", threads=2).prior_batch(n, seed=6)
+        for group in ("records", "traces", "arenas"):
+            a, b = getattr(batch, group), getattr(embedded, group)
+            assert sorted(a) == sorted(b)
+            for k in a:
+                assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), f"{group}.{k}"
+
+
 def test_blocks_are_pooled_and_reused(gum_shm):
     # Runs of one size reuse the arena's pages: the file stops growing after the first,
-    # and every batch lies in it.  (Where exactly depends on how many pieces the
+    # and every piece lies in it.  (Where exactly depends on how many pieces the
     # processes made, which depends on their speed.)
     sizes = set()
     base = gum_shm._host.arena[0]
     for _ in range(6):
         batch = gum_shm.prior_batch(5000, seed=3)
         size = gum_shm._host.arena[2]
-        assert base <= batch.records["value"].ctypes.data < base + size
+        assert all(base <= start and start + n <= base + size for start, n in (c.block for c in batch._chunks))
         del batch
         sizes.add(size)
     assert len(sizes) == 1
 
 
 def test_large_runs_of_a_steady_size_keep_their_pages(gum_shm):
-    # A run is many pieces and the batch gathered from them.  The arena keeps what the
+    # A run is many pieces, kept as the batch's chunks.  The arena keeps what the
     # recent runs reached, so the next run of that size faults in no new pages: shrunk
     # after every run (to the largest block), the file was faulted in again by every
     # process each time.  (Pieces fall a little differently from run to run, so a few
@@ -390,11 +420,15 @@ def test_standalone_executable_draws_from_the_prior():
 
 def test_to_batch_copies_into_an_ordinary_batch(gum_shm):
     batch = gum_shm.prior_batch(100, seed=1)
-    copy = ppfast.TraceBatch(batch._native.to_batch())
+    copies = [c.to_batch() for c in batch._chunks]
+    assert all(isinstance(c, _core.TraceBatch) for c in copies)
+    copy = ppfast.TraceBatch(copies)
     assert_same_traces(copy, batch)
-    assert not np.shares_memory(copy.records["value"], batch.records["value"])
-    both = ppfast.TraceBatch.concat([copy, ppfast.TraceBatch(batch._native.to_batch())])
-    assert len(both) == 200
+    piece = batch._chunks[0].columns()["records"]["value"]
+    assert not np.shares_memory(copies[0].columns()["records"]["value"], piece)
+    both = ppfast.TraceBatch.concat([copy, batch])
+    assert len(both) == 200 and all(isinstance(c, _core.TraceBatch) for c in both._chunks)
+    assert_same_traces(ppfast.TraceBatch(both._native), ppfast.TraceBatch.concat([copy, copy]))
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 // Shared-memory mode: simulator processes over POSIX shared memory (csrc/transport/shm).
-// Their batches come back as numpy views on the shared block, without a copy: each
-// view's base is the batch object, which keeps the block (and the mapping) alive.
+// Their batches come back as numpy views on the shared blocks, without a copy: each
+// view's base is its batch object, which keeps the block (and the mapping) alive.  A
+// run is the list of the pieces the processes placed (Python's TraceBatch keeps them as
+// chunks), so a block goes back to the arena only once nothing views it.
 #include "python/bindings.hpp"
 #include "transport/shm/host.hpp"
 
@@ -72,13 +74,21 @@ PyTraceBatch to_batch(const PyShmBatch& s) {
   return out;
 }
 
-/// Sets `partial` (the finished traces of a failed run) on the pending Python exception.
-void attach_partial(const std::shared_ptr<Batch>& partial) {
-  if (!partial) return;
+/// A run's pieces, in trace order, as Python batches.
+py::list batches(std::vector<Batch> pieces) {
+  py::list out;
+  for (auto& b : pieces) out.append(PyShmBatch{std::make_shared<Batch>(std::move(b))});
+  return out;
+}
+
+/// Sets `partial` (the pieces of the finished traces of a failed run, a list) on the
+/// pending Python exception.
+void attach_partial(std::vector<Batch> partial) {
+  if (partial.empty()) return;
   PyObject *type, *value, *trace;
   PyErr_Fetch(&type, &value, &trace);
   PyErr_NormalizeException(&type, &value, &trace);
-  if (value) PyObject_SetAttrString(value, "partial", py::cast(PyShmBatch{partial}).ptr());
+  if (value) PyObject_SetAttrString(value, "partial", batches(std::move(partial)).ptr());
   PyErr_Restore(type, value, trace);
 }
 
@@ -111,38 +121,37 @@ class ShmHost {
     if (stopped) throw py::error_already_set();  // the KeyboardInterrupt PyErr_CheckSignals set
   }
 
-  PyShmBatch run(uint64_t seed, uint64_t first, uint64_t count,
-                 const std::vector<std::pair<std::string, Array>>& observations, bool required) {
-    std::vector<shm::Observation> obs;
-    for (const auto& [name, value] : observations)
-      obs.push_back({name, std::vector<double>(value.data(), value.data() + value.size())});
-    auto out = std::make_shared<Batch>();
+  /// The run's pieces in trace order (a list of ShmTraceBatch).
+  py::list run(uint64_t seed, uint64_t first, uint64_t count,
+               const std::vector<std::pair<std::string, Array>>& observations, bool required) {
+    const auto obs = convert(observations);
+    std::vector<Batch> out;
     bool stopped = false;
-    std::shared_ptr<Batch> partial;
+    std::vector<Batch> partial;
     std::unique_ptr<HostError> failed;  // one that carries finished traces
     {
       py::gil_scoped_release release;
       try {
-        *out = host().run(seed, first, count, obs, required, interrupted);
-      } catch (const shm::Interrupted& e) {
+        out = host().run(seed, first, count, obs, required, interrupted);
+      } catch (shm::Interrupted& e) {
         stopped = true;
-        partial = e.partial;
-      } catch (const HostError& e) {
-        if (!e.partial) throw;
-        failed = std::make_unique<HostError>(e);
+        partial = std::move(e.partial);
+      } catch (HostError& e) {
+        if (e.partial.empty()) throw;
+        failed = std::make_unique<HostError>(e.kind, e.what());
+        partial = std::move(e.partial);
       }
     }
     if (failed) {
       py::object cls = py::reinterpret_borrow<py::object>(PyExc_MemoryError);
       if (failed->kind != HostError::Memory) cls = py::module_::import("ppfast.errors").attr("SimulatorError");
       py::set_error(cls, failed->what());
-      partial = failed->partial;
     }
     if (stopped || failed) {  // the KeyboardInterrupt PyErr_CheckSignals set, or the error above
-      attach_partial(partial);
+      attach_partial(std::move(partial));
       throw py::error_already_set();
     }
-    return PyShmBatch{out};
+    return batches(std::move(out));
   }
 
   /// Metropolis-Hastings chains in the simulator processes: (kept states, per-chain stats).
@@ -304,7 +313,7 @@ void register_shm(py::module_& m) {
           [](const PyShmBatch& b) {
             return py::array_t<uint64_t>(b.batch->lost.size(), b.batch->lost.data());
           },
-          "Positions of the traces lost to a simulator process that crashed or hung.")
+          "Positions (in this batch) of the traces lost to a simulator process that crashed or hung.")
       .def_property_readonly("block", [](const PyShmBatch& b) {
         return py::make_tuple(reinterpret_cast<uintptr_t>(b.batch->block->data()), b.batch->block->size());
       })

@@ -61,6 +61,16 @@ class _OtherFailures:
         self.traces = batch.traces
 
 
+def _lost(batch: TraceBatch) -> np.ndarray:
+    """Positions in ``batch`` of the traces lost to crashed or hung processes (each piece
+    counts its own)."""
+    out, start = [np.zeros(0, np.int64)], 0
+    for chunk in batch._chunks:
+        out.append(np.asarray(getattr(chunk, "lost", ()), dtype=np.int64) + start)
+        start += chunk.num_traces
+    return np.concatenate(out)
+
+
 class ShmModel(BaseModel):
     """A simulator executable run as ``workers`` processes over shared memory.
 
@@ -80,7 +90,7 @@ class ShmModel(BaseModel):
     on their own when this process dies.
     """
 
-    # One run is one block of shared memory: TraceBatch.concat of several would copy.
+    # One run is one list of pieces in shared memory: TraceBatch.concat of several runs would copy.
     chunk_size = 1 << 62
 
     def __init__(self, command: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
@@ -164,12 +174,13 @@ class ShmModel(BaseModel):
             raise SimulatorError(f"{self!r} is closed")
         obs = [(address_name(k), v) for k, v in observations.items()]
         try:
+            # The pieces the processes placed are the batch's chunks, as they lie in shared memory.
             return TraceBatch(self._host.run(seed, first, count, obs, required))
         except (Exception, KeyboardInterrupt) as e:
-            # A failed or interrupted run carries the traces its processes finished.
-            native = getattr(e, "partial", None)
-            if isinstance(native, _core.ShmTraceBatch):
-                e.partial = TraceBatch(native)  # type: ignore[attr-defined]
+            # A failed or interrupted run carries the pieces its processes finished.
+            pieces = getattr(e, "partial", None)
+            if isinstance(pieces, list) and all(isinstance(p, _core.ShmTraceBatch) for p in pieces):
+                e.partial = TraceBatch(pieces)  # type: ignore[attr-defined]
             raise
 
     def simulate(self, num_traces: int, observe: Optional[Dict[str, Any]] = None, seed: Optional[int] = None,
@@ -180,7 +191,7 @@ class ShmModel(BaseModel):
         check_on_error(on_error)
         batch = super().simulate(num_traces, observe=observe, seed=seed, first=first, progress=progress,
                                  on_error="skip", required=required, desc=desc)
-        lost = np.asarray(getattr(batch._native, "lost", ()), dtype=np.int64)
+        lost = _lost(batch)
         if lost.size:
             warnings.warn(SimulatorWarning(
                 f"{lost.size} trace(s) lost to simulator processes that crashed or hung, kept as failed "

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/address_table.hpp"
@@ -24,6 +25,21 @@ using namespace ppfast::shm;
 template <class T>
 const T* col(const Batch& b, int c) {
   return reinterpret_cast<const T*>(b.column(c));
+}
+
+/// A run's pieces: the number of traces, and the piece and position of trace `i`.
+uint64_t traces(const std::vector<Batch>& pieces) {
+  uint64_t n = 0;
+  for (const auto& b : pieces) n += b.totals.n[1];
+  return n;
+}
+
+std::pair<const Batch*, uint64_t> locate(const std::vector<Batch>& pieces, uint64_t i) {
+  for (const auto& b : pieces) {
+    if (i < b.totals.n[1]) return {&b, i};
+    i -= b.totals.n[1];
+  }
+  return {nullptr, 0};
 }
 
 HostOptions options(const char* exe, const char* fault) {
@@ -51,30 +67,43 @@ int main(int argc, char** argv) {
   {
     Host host(options(argv[1], nullptr));
     check(host.model_name() == "gum", "model name");
-    Batch b = host.run(1, 10, 1000, {}, false, nullptr);
-    check(b.totals.n[1] == 1000 && b.totals.n[0] == 3000, "counts");
-    const auto* index = col<uint64_t>(b, kTrIndex);
-    const auto* begin = col<uint64_t>(b, kTrBegin);
+    std::vector<Batch> b = host.run(1, 10, 1000, {}, false, nullptr);
+    check(traces(b) == 1000 && b.size() > 1, "counts, in pieces");
     bool ordered = true;
-    for (int i = 0; i < 1000; ++i) ordered = ordered && index[i] == uint64_t(10 + i) && begin[i] == uint64_t(3 * i);
-    check(ordered, "traces in index order, records contiguous");
-    check(table.name(col<uint32_t>(b, kRecAddress)[0]) == "mu", "host address ids");
-    check(table.name(col<uint32_t>(b, kRecAddress)[2]) == "obs1", "host address ids (observe)");
+    uint64_t next = 10, records = 0;
+    for (const auto& piece : b) {
+      // Each piece's indices are its own: its records start at 0.
+      const auto* index = col<uint64_t>(piece, kTrIndex);
+      const auto* begin = col<uint64_t>(piece, kTrBegin);
+      for (uint64_t i = 0; i < piece.totals.n[1]; ++i) ordered = ordered && index[i] == next++ && begin[i] == 3 * i;
+      ordered = ordered && piece.totals.n[0] == 3 * piece.totals.n[1];
+      records += piece.totals.n[0];
+    }
+    check(ordered && records == 3000, "traces in index order, records contiguous");
+    check(table.name(col<uint32_t>(b[0], kRecAddress)[0]) == "mu", "host address ids");
+    check(table.name(col<uint32_t>(b[0], kRecAddress)[2]) == "obs1", "host address ids (observe)");
 
     // A block outlives its batch, later runs and the host.
-    block = b.block;
-    view = col<double>(b, kRecValue);
-    kept.assign(view, view + 3000);
-    b = Batch();
+    block = b[0].block;
+    view = col<double>(b[0], kRecValue);
+    kept.assign(view, view + b[0].totals.n[0]);
+    b.clear();
     for (int i = 0; i < 3; ++i) host.run(2, 0, 1000, {}, false, nullptr);
 
-    Batch p = host.run(3, 0, 600, {{"obs0", {8.0}}, {"obs1", {9.0}}}, true, nullptr);
-    const auto* status = col<uint8_t>(p, kTrStatus);
-    bool ok = true;
-    for (int i = 0; i < 600; ++i) ok = ok && status[i] == 0;
+    std::vector<Batch> p = host.run(3, 0, 600, {{"obs0", {8.0}}, {"obs1", {9.0}}}, true, nullptr);
+    bool ok = traces(p) == 600;
+    for (const auto& piece : p)
+      for (uint64_t i = 0; i < piece.totals.n[1]; ++i) ok = ok && col<uint8_t>(piece, kTrStatus)[i] == 0;
     check(ok, "posterior run");
-    Batch q = host.run(3, 0, 10, {{"obs0", {8.0}}}, true, nullptr);
-    check(q.messages.size() == 10 && q.messages[0].find("has no value") != std::string::npos, "missing observation");
+    std::vector<Batch> q = host.run(3, 0, 10, {{"obs0", {8.0}}}, true, nullptr);
+    std::vector<std::string> messages;
+    for (const auto& piece : q) {
+      const auto* message = col<uint32_t>(piece, kTrMessage);
+      for (uint64_t i = 0; i < piece.totals.n[1]; ++i)
+        ok = ok && piece.messages.at(message[i]).find("has no value") != std::string::npos;
+      messages.insert(messages.end(), piece.messages.begin(), piece.messages.end());
+    }
+    check(ok && messages.size() == 10, "missing observation, message ids per piece");
     host.close();
   }
   check(std::memcmp(view, kept.data(), kept.size() * sizeof(double)) == 0, "view after its batch and host");
@@ -82,11 +111,15 @@ int main(int argc, char** argv) {
   {
     Host host(options(argv[1], "kill@57"));
     const std::vector<int> before = host.pids();
-    Batch c = host.run(4, 0, 1000, {}, false, nullptr);
-    check(c.lost.size() == 1 && c.lost[0] == 57, "one lost trace");
-    check(col<uint8_t>(c, kTrStatus)[57] == 1 && col<uint64_t>(c, kTrIndex)[57] == 57, "lost trace failed");
-    check(c.messages.size() == 1 && c.messages[0] == "simulator process " + std::to_string(before[0]) +
-                                                       " died with signal 9 (Killed) during trace 57",
+    std::vector<Batch> c = host.run(4, 0, 1000, {}, false, nullptr);
+    const auto [at, i] = locate(c, 57);
+    uint64_t lost = 0, messages = 0;
+    for (const auto& piece : c) lost += piece.lost.size(), messages += piece.messages.size();
+    check(at && lost == 1 && at->lost.size() == 1 && at->lost[0] == i, "one lost trace");
+    check(col<uint8_t>(*at, kTrStatus)[i] == 1 && col<uint64_t>(*at, kTrIndex)[i] == 57, "lost trace failed");
+    check(messages == 1 && at->messages[col<uint32_t>(*at, kTrMessage)[i]] ==
+                               "simulator process " + std::to_string(before[0]) +
+                                   " died with signal 9 (Killed) during trace 57",
           "crash message");
     check(host.restarts() == 1 && host.pids()[0] != before[0], "restarted");
   }

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,7 +17,6 @@
 #include <deque>
 #include <iterator>
 #include <new>
-#include <thread>
 
 #include "core/address_table.hpp"
 #include "core/distributions.hpp"
@@ -470,7 +468,7 @@ void Host::map_names(Worker& w, const Message& counts) {
 }
 
 void Host::place(Part& p) {
-  // This piece's traces alone; the batch is gathered from the pieces at the end.
+  // This piece's traces alone, in a block of its own: the run hands the pieces back as they lie.
   p.totals = Totals();
   p.totals.n[0] = p.counts[kCountRecords];
   p.totals.n[1] = p.counts[kCountTraces];
@@ -488,77 +486,28 @@ void Host::place(Part& p) {
                    p.block->offset() + p.columns}});
 }
 
-Batch Host::gather(std::vector<const Part*> parts, uint64_t first) const {
-  std::sort(parts.begin(), parts.end(), [](const Part* a, const Part* b) { return a->first < b->first; });
+Batch Host::piece(const Part& p) const {
   Batch out;
-  uint64_t messages = 0;
-  std::vector<std::array<uint64_t, 5>> starts;  // records, traces, values, params, messages
-  for (const Part* p : parts) {
-    starts.push_back({out.totals.n[0], out.totals.n[1], out.totals.n[2], out.totals.n[3], messages});
-    for (int d = 0; d < 4; ++d) out.totals.n[d] += p->totals.n[d];
-    messages += p->counts[kCountMessages];
-  }
-  const uint64_t columns = column_layout(out.totals, out.offsets);
-  if (parts.size() == 1) {
-    out.block = parts[0]->block;  // one piece is the batch as it lies
-  } else {
-    out.block = arena_->allocate(columns);
-    uint8_t* dst = out.block->data();
-    // Pieces go to disjoint ranges of every column: one thread per group of pieces.
-    auto copy_piece = [&](size_t j) {
-      const Part& p = *parts[j];
-      const auto& s = starts[j];
-      const uint8_t* src = p.block->data();
-      for (int c = 0; c < kNumColumns; ++c) {
-        const auto& info = kColumns[c];
-        const uint64_t n = p.totals.of(info.dim);
-        uint8_t* to = dst + out.offsets[c] + s[int(info.dim)] * info.size;
-        const uint8_t* from = src + p.offsets[c];
-        // Indices into other dimensions move by where this piece starts there.
-        const uint64_t shift = c == kRecTrace ? s[1] : c == kRecValueOffset ? s[2] : c == kRecParamOffset ? s[3]
-                             : c == kTrBegin || c == kTrEnd ? s[0] : c == kTrMessage ? s[4] : 0;
-        if (!shift) {
-          if (n) std::memcpy(to, from, n * info.size);
-        } else if (info.size == 4) {
-          auto* o = reinterpret_cast<uint32_t*>(to);
-          const auto* i = reinterpret_cast<const uint32_t*>(from);
-          for (uint64_t k = 0; k < n; ++k) o[k] = i[k] + uint32_t(shift);
-        } else {
-          auto* o = reinterpret_cast<uint64_t*>(to);
-          const auto* i = reinterpret_cast<const uint64_t*>(from);
-          for (uint64_t k = 0; k < n; ++k) o[k] = i[k] + shift;
-        }
-      }
-    };
-    // The processes are idle by now: their cores do the copying.
-    const size_t threads = std::min<size_t>(parts.size(), std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        for (size_t j = t; j < parts.size(); j += threads) copy_piece(j);
-      });
-    for (size_t j = 0; j < parts.size(); j += threads) copy_piece(j);
-    for (auto& t : pool) t.join();
-  }
+  out.block = p.block;
+  out.totals = p.totals;
+  std::memcpy(out.offsets, p.offsets, sizeof(out.offsets));
+  // The messages follow the piece's columns; their lengths come from the simulator.
   const uint8_t* base = arena_->base();
-  for (const Part* p : parts) {
-    // The messages follow the piece's columns; their lengths come from the simulator.
-    const uint64_t end = p->block->offset() + p->block->size();
-    uint64_t s = p->block->offset() + p->columns;
-    for (uint64_t j = 0; j < p->counts[kCountMessages]; ++j) {
-      uint32_t len = 0;
-      if (s + 4 > end) fail("malformed messages from a simulator");
-      std::memcpy(&len, base + s, 4);
-      if (len > end - s - 4) fail("malformed messages from a simulator");
-      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
-      s += 4 + align_up(len, 4);
-    }
-    for (const auto& lost : p->lost) out.lost.push_back(lost.first - first);
+  const uint64_t end = p.block->offset() + p.block->size();
+  uint64_t s = p.block->offset() + p.columns;
+  for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
+    uint32_t len = 0;
+    if (s + 4 > end) fail("malformed messages from a simulator");
+    std::memcpy(&len, base + s, 4);
+    if (len > end - s - 4) fail("malformed messages from a simulator");
+    out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
+    s += 4 + align_up(len, 4);
   }
+  for (const auto& lost : p.lost) out.lost.push_back(lost.first - p.first);
   return out;
 }
 
-Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
+std::vector<Batch> Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
                 bool required, const std::function<bool()>& interrupted) {
   auto lock = begin_run(interrupted);
   PayloadWriter obs;
@@ -581,6 +530,12 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
     }
   }
   std::vector<const Part*> placed;
+  auto pieces = [&](std::vector<const Part*> ps) {
+    std::sort(ps.begin(), ps.end(), [](const Part* a, const Part* b) { return a->first < b->first; });
+    std::vector<Batch> out;
+    for (const Part* p : ps) out.push_back(piece(*p));
+    return out;
+  };
   auto start_next = [&](Slice& s) {
     s.current = nullptr;
     if (s.next == s.end) return;
@@ -682,9 +637,9 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
       if (s.current) kill_worker(*s.worker);
     auto keep = [&](auto& e) {
       try {
-        if (!placed.empty()) e.partial = std::make_shared<Batch>(gather(placed, first));
+        e.partial = pieces(placed);
       } catch (const std::exception&) {
-        // No room to gather them: the error itself matters more.
+        // Malformed messages in a piece: the error itself matters more.
       }
     };
     try {
@@ -698,12 +653,12 @@ Batch Host::run(uint64_t seed, uint64_t first, uint64_t count, const std::vector
     }
   }
 
-  if (placed.empty()) {  // an empty run: empty columns
-    Batch out;
-    out.block = arena_->allocate(0);
+  if (placed.empty()) {  // an empty run: one batch of empty columns
+    std::vector<Batch> out(1);
+    out[0].block = arena_->allocate(0);
     return out;
   }
-  return gather(placed, first);
+  return pieces(placed);
 }
 
 void Host::check_closing() const {

@@ -1,5 +1,5 @@
 // The host side of the shared-memory transport: starts simulator processes, splits runs
-// among them, gathers their trace batches in one block of shared memory, and survives
+// among them, hands back the trace batches they place in shared memory, and survives
 // processes that crash or hang.  No Python here; csrc/python/shm.cpp binds it.
 #pragma once
 
@@ -20,25 +20,6 @@
 #include "transport/shm/protocol.hpp"
 
 namespace ppfast::shm {
-
-struct Batch;
-
-/// A failure of the transport (a simulator that cannot start, keeps crashing or breaks
-/// the protocol; shared memory exhausted).  Traces lost to one crash are not errors:
-/// they come back as failed traces of the batch.  `partial`: the traces a failed run
-/// finished (null when it failed before any).
-struct HostError : std::runtime_error {
-  enum Kind { Simulator, Memory, Closed } kind;
-  std::shared_ptr<Batch> partial;
-  HostError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
-};
-
-/// Thrown when the interrupt callback reports a pending signal (Ctrl-C); `partial` as
-/// in HostError.
-struct Interrupted : std::exception {
-  std::shared_ptr<Batch> partial;
-  const char* what() const noexcept override { return "interrupted"; }
-};
 
 struct HostOptions {
   std::vector<std::string> argv;  // the simulator command; --ppfast-shm fd:3,4 is appended
@@ -93,7 +74,7 @@ class Arena : public std::enable_shared_from_this<Arena> {
   uint64_t end_ = 0;                  // file size: everything below is allocated in the file
   std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
   // Where the last allocations ended: the file keeps the highest, so runs of a steady
-  // size (many pieces and the gathered batch each) reuse pages that every process has
+  // size (many pieces each) reuse pages that every process has
   // mapped already, instead of faulting in new ones after each shrink.
   uint64_t recent_ends_[64] = {};
   unsigned next_recent_ = 0;
@@ -105,15 +86,33 @@ struct Observation {
   std::vector<double> value;
 };
 
-/// A finished batch in shared memory: columns at `offsets` inside `block`.
+/// A finished batch in shared memory: columns at `offsets` inside `block`, their indices
+/// (records' traces, traces' records, offsets into the arenas, message ids) its own.
 struct Batch {
   std::shared_ptr<Block> block;
   Totals totals;
   uint64_t offsets[kNumColumns] = {};
   std::vector<std::string> messages;
-  std::vector<uint64_t> lost;  // positions of traces lost to a crashed or hung process
+  std::vector<uint64_t> lost;  // positions (in this batch) of traces lost to a crashed or hung process
 
   const uint8_t* column(int c) const { return block->data() + offsets[c]; }
+};
+
+/// A failure of the transport (a simulator that cannot start, keeps crashing or breaks
+/// the protocol; shared memory exhausted).  Traces lost to one crash are not errors:
+/// they come back as failed traces of the batch.  `partial`: the pieces of the traces a
+/// failed run finished, in trace order (empty when it failed before any).
+struct HostError : std::runtime_error {
+  enum Kind { Simulator, Memory, Closed } kind;
+  std::vector<Batch> partial;
+  HostError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
+};
+
+/// Thrown when the interrupt callback reports a pending signal (Ctrl-C); `partial` as
+/// in HostError.
+struct Interrupted : std::exception {
+  std::vector<Batch> partial;
+  const char* what() const noexcept override { return "interrupted"; }
 };
 
 /// A Metropolis-Hastings run over shared memory (see RunChains in protocol.hpp).
@@ -143,10 +142,12 @@ class Host {
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
 
-  /// Traces [first, first + count) with RNG streams of `seed`.  `interrupted` is polled
-  /// while waiting (Ctrl-C): when it returns true the run is abandoned and Interrupted
-  /// thrown.  One run at a time; a second caller waits.
-  Batch run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
+  /// Traces [first, first + count) with RNG streams of `seed`, as the pieces the
+  /// processes placed, in trace order: each a batch in a block of its own, so nothing
+  /// is copied to join them (one batch when the run was one piece, an empty one when
+  /// count is 0).  `interrupted` is polled while waiting (Ctrl-C): when it returns true
+  /// the run is abandoned and Interrupted thrown.  One run at a time; a second caller waits.
+  std::vector<Batch> run(uint64_t seed, uint64_t first, uint64_t count, const std::vector<Observation>& observations,
             bool required, const std::function<bool()>& interrupted);
 
   /// Runs Metropolis-Hastings chains inside the simulator processes (contiguous ranges
@@ -207,7 +208,7 @@ class Host {
   void send(Worker& w, const Message& m);
   void dispatch(Part& p, uint64_t seed, bool required, const std::vector<uint8_t>& observations);
   void place(Part& p);
-  Batch gather(std::vector<const Part*> parts, uint64_t first) const;
+  Batch piece(const Part& p) const;
   void map_names(Worker& w, const Message& counts);
   void check_closing() const;
 

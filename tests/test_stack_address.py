@@ -31,8 +31,17 @@ __attribute__((noinline)) double with_std() {
   std::uniform_real_distribution<double> u(2.0, 3.0);
   return u(g) * 10 + u(g);
 }
+// Two callers of middle() alike in frame size: their draws come from the same frames, with
+// the same words, but for the return address into the caller.
+__attribute__((noinline, noclone)) double outer_a() { return middle(1) + 1; }
+__attribute__((noinline, noclone)) double outer_b() { return middle(1) + 2; }
 double model() {
   if (const char* m = std::getenv("SIM_STACK")) ppfast::stack_options(std::atoi(m), 0, std::atoi(m + 2));
+  if (std::getenv("SIM_ALTERNATE")) {
+    double s = 0;
+    for (int i = 0; i < 6; ++i) s += i % 3 == 1 ? outer_b() : outer_a();
+    return s;
+  }
   static volatile int three = 3;
   return middle(three) + with_std();
 }
@@ -97,6 +106,16 @@ def test_stack_addresses_name_the_callers_and_are_stable_across_processes(built)
     # Depth 1: the direct caller only.
     direct = [functions(a) for a in run(native, {"SIM_STACK": "1 0"})[0]]
     assert direct[0] == "leaf_draw()" and ";" not in "".join(direct)
+
+
+def test_a_draw_from_the_same_frames_under_another_caller_gets_that_callers_address(built):
+    # The frame-pointer path remembers the frames each walk read: a draw whose frames differ
+    # from a remembered walk only further up the stack must still get its own address.
+    native = f"NativeModel({str(built / 'sim_fp.so')!r})"
+    addresses, _ = run(native, {"SIM_ALTERNATE": "1"})
+    callers = ["outer_b" if i % 3 == 1 else "outer_a" for i in range(6)] * 4
+    assert [functions(a).split(";")[-3] for a in addresses] == [f"{c}()" for c in callers]
+    assert run(native, {"SIM_ALTERNATE": "1", "SIM_STACK": "8 1"})[0] == addresses  # the general unwinder
 
 
 def test_code_without_frame_pointers_gets_the_same_chains(built):

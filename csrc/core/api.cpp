@@ -87,11 +87,16 @@ void local_locate(uint32_t address, const char* location) {
 const ppfast_api kLocalApi{PPFAST_ABI_VERSION, local_intern, local_sample, local_observe, local_tag,
                            local_factor,       local_failed, local_fail,   local_locate};
 
+}  // namespace
+
+namespace detail {
+// (Not static: stack_address.cpp reads both at every generator draw.)
 std::atomic<const ppfast_api*> g_api{&kLocalApi};
 // Bumped on every bind so pointer caches of ids from the previous recorder are dropped.
 std::atomic<uint64_t> g_generation{1};
-
-}  // namespace
+}  // namespace detail
+using detail::g_api;
+using detail::g_generation;
 
 const ppfast_api* local_api() { return &kLocalApi; }
 
@@ -101,8 +106,6 @@ bool ActiveRun::any() { return g_active_runs.load() > 0; }
 uint64_t unrecorded_draws() { return g_unrecorded_draws.load(); }
 
 namespace detail {
-uint64_t bind_generation() { return g_generation.load(std::memory_order_relaxed); }
-
 // The model entry frame of this thread (with the call-stack address state, in
 // stack_address.cpp).
 const void* model_entry();

@@ -270,12 +270,20 @@ __attribute__((flatten)) double Recorder::sample_unit(uint32_t address) {
   const uint32_t instance = next_instance(address, false, 0);  // (the record index is for replace draws)
   const double u = rng_.uniform();  // sample()'s fused Uniform: 0 + 1 * u is u, and its log-density 0
   type_hash_ = hash_step(type_hash_, address);
-  units_[nunits_++] = UnitDraw{address, instance, u};
+  unit_address_[nunits_] = address;
+  unit_instance_[nunits_] = instance;
+  unit_value_[nunits_++] = u;
   return u;
 }
 
-// The records sample_unit's draws would have appended one by one (see append).
+// The records sample_unit's draws would have appended one by one (see append).  Every
+// column is written once: copied from the block's columns, or filled with its constant.
 __attribute__((noinline)) void Recorder::flush_units() {
+  static const std::vector<double> block_params = [] {  // (0, 1) for each record of a block
+    std::vector<double> p;
+    for (uint32_t i = 0; i < kUnitBlock; ++i) p.insert(p.end(), kUnitParams, kUnitParams + 2);
+    return p;
+  }();
   const size_t n = nunits_;
   if (n == 0) return;
   nunits_ = 0;
@@ -291,24 +299,13 @@ __attribute__((noinline)) void Recorder::flush_units() {
   b.rec_value_offset.resize(r0 + n, 0);
   b.rec_value_len.resize(r0 + n, 1);
   b.rec_param_len.resize(r0 + n, 2);
-  b.rec_address.resize(r0 + n);
-  b.rec_instance.resize(r0 + n);
-  b.rec_value.resize(r0 + n);
-  b.rec_param_offset.resize(r0 + n);
-  b.param_arena.resize(p0 + 2 * n);
-  uint32_t* address = b.rec_address.data() + r0;
-  uint32_t* instance = b.rec_instance.data() + r0;
-  double* value = b.rec_value.data() + r0;
-  uint32_t* param_offset = b.rec_param_offset.data() + r0;
-  double* params = b.param_arena.data() + p0;
-  for (size_t i = 0; i < n; ++i) {
-    address[i] = units_[i].address;
-    instance[i] = units_[i].instance;
-    value[i] = units_[i].value;
-    param_offset[i] = static_cast<uint32_t>(p0 + 2 * i);
-    params[2 * i] = kUnitParams[0];
-    params[2 * i + 1] = kUnitParams[1];
-  }
+  b.rec_address.insert(b.rec_address.end(), unit_address_, unit_address_ + n);
+  b.rec_instance.insert(b.rec_instance.end(), unit_instance_, unit_instance_ + n);
+  b.rec_value.insert(b.rec_value.end(), unit_value_, unit_value_ + n);
+  uint32_t offsets[kUnitBlock];
+  for (size_t i = 0; i < n; ++i) offsets[i] = static_cast<uint32_t>(p0 + 2 * i);
+  b.rec_param_offset.insert(b.rec_param_offset.end(), offsets, offsets + n);
+  b.param_arena.insert(b.param_arena.end(), block_params.begin(), block_params.begin() + 2 * n);
 }
 
 double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {

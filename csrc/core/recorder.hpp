@@ -118,13 +118,11 @@ class Recorder {
 
   // Generator draws (sample_unit) wait here and enter the batch a block at a time
   // (flush_units: before any other record or read of the batch, and at the trace's end):
-  // filling each column for a block costs a fraction of appending record by record.
-  struct UnitDraw {
-    uint32_t address, instance;
-    double value;
-  };
+  // filling each column for a block costs a fraction of appending record by record.  Kept
+  // column by column, so that a block enters each column as one copy.
   static constexpr uint32_t kUnitBlock = 256;
-  UnitDraw units_[kUnitBlock];
+  uint32_t unit_address_[kUnitBlock], unit_instance_[kUnitBlock];
+  double unit_value_[kUnitBlock];
   uint32_t nunits_ = 0;
 };
 

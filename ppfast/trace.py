@@ -119,9 +119,11 @@ class TraceBatch:
 
     @property
     def _native(self) -> Any:
-        """The batch as one native batch (chunks are merged into one the first time)."""
-        if self._whole is None:
-            self._whole = _core.TraceBatch.concat(_native_chunks(self._chunks))
+        """The batch as one ordinary native batch, for C++ consumers (chunks, and batches
+        living elsewhere such as shared memory, are copied into one the first time)."""
+        if not isinstance(self._whole, _core.TraceBatch):
+            natives = _native_chunks(self._chunks)
+            self._whole = natives[0] if len(natives) == 1 else _core.TraceBatch.concat(natives)
             self._chunks = [self._whole]
         return self._whole
 

@@ -90,6 +90,19 @@ def test_chains_from_an_initial_trace_and_with_fewer_processes_than_chains(gum_s
     assert np.any(firsts == prior.values_of("mu")[2])
 
 
+def test_chains_from_an_initial_trace_of_a_shm_batch(gum_shm):
+    # A shm batch is its pieces in shared memory: the start trace reaches the chains as an
+    # ordinary native batch, from a one-piece batch (one trace) as from a many-piece one.
+    embedded = ppfast.examples.load("gum")
+    for n, i in ((1, 0), (3000, 2500)):
+        start = gum_shm.prior_batch(n, seed=1)
+        assert (len(start._chunks) == 1) == (n == 1)
+        kw = dict(observe=GUM_OBS, seed=4, num_chains=3)
+        a = embedded.posterior_batch(300, RMH, initial_trace=embedded.prior_batch(n, seed=1).trace(i), **kw)
+        b = gum_shm.posterior_batch(300, RMH, initial_trace=start.trace(i), **kw)
+        assert_same_chains(a, b)
+
+
 def test_rmh_on_shm_gum_matches_the_closed_form(gum_shm):
     n = 40_000
     post = gum_shm.posterior_results(n, RMH, observe=GUM_OBS, seed=2024, num_chains=4, burn_in=500)

@@ -1,6 +1,7 @@
 """Shared-memory mode: the simulator runs in processes of its own (crash isolation, codes
 that cannot be loaded as a library) and its trace batches reach Python through POSIX
-shared memory, as numpy views on the shared block, without a copy.
+shared memory, as numpy views on the shared blocks, without a copy (a run's batch is made
+of the pieces its processes placed, one chunk each).
 
 The simulator is the same source as in embedded mode, linked into an executable with
 ``ppfast::main`` (which serves ``--ppfast-shm``, or runs standalone without arguments).

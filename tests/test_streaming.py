@@ -3,7 +3,10 @@ same seed (trace i uses RNG stream i either way), whatever the chunking."""
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -147,3 +150,25 @@ def test_pool_keeps_a_bounded_total_after_a_large_run():
     model.chunk_size = 40_000  # 4M records (~200 MB) per chunk, 12M records (~600 MB) concatenated
     model.prior_batch(120_000, seed=0)
     assert _core.pooled_bytes() <= 512 << 20
+
+
+def test_runs_of_one_size_reuse_the_pooled_batch():
+    # Regression: a run sizes its batch from its first 256 traces, and a pooled batch sized
+    # for exactly one run was reallocated by the next run of the same size whenever that
+    # run's first traces were a little longer (one run in two): the whole batch on fresh
+    # pages again (Pythia's Z events: a quarter of the run's time).  A fresh process: the
+    # pool is process-wide.
+    code = """if True:
+        import ppfast.examples
+        from ppfast import _core
+        model = ppfast.examples.load("branching", threads=1)
+        pooled = []
+        for seed in range(8):
+            model.prior_batch(20_000, seed=seed)
+            pooled.append(_core.pooled_bytes())
+        print(pooled)
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pooled = ast.literal_eval(done.stdout)
+    assert len(set(pooled)) == 1, pooled

@@ -7,8 +7,12 @@ runs guided importance sampling with K traces each, takes the central 68% and 95
 of ``tau/momentum`` from the weighted posterior and counts how often the true momentum falls
 inside.  Prior importance sampling with the same K gives the ESS to compare.
 
-Usage: python -m bench.pythia_ic [--minutes 25] [--net /work/pythia_tau_net.pt] [--n 100]
-[--k 500] [--quick]; an existing --net file is loaded and trained no further unless --train."""
+The network proposes at a few addresses only (``propose_addresses``, ``--propose``): the
+momentum and the channel pick; Pythia's other draws come from their prior.
+
+Usage: python -m bench.pythia_ic [--minutes 25] [--net pythia_tau_net.pt] [--propose PART ...]
+[--n 100] [--k 500] [--quick]; an existing --net file is loaded and trained no further unless
+--train."""
 
 from __future__ import annotations
 
@@ -30,12 +34,14 @@ EMBEDDING = {"calorimeter": {"embedding": "cnn3d", "reshape": [1, 20, 35, 35], "
 # them too needs a network trained far longer than a CPU allows, and a poorly trained
 # proposal over hundreds of draws multiplies into weights of ESS ~1.
 NETWORK = dict(network_type="feedforward", lstm_dim=64, observe_embedding_dim=64, address_embedding_dim=16,
-               proposal_dim=16, proposal_mixture_components=3, address_instances=False,
-               propose_addresses=["tau/momentum"])
+               proposal_dim=16, proposal_mixture_components=3)
+# The momentum, and the draws at the site where TauDecays picks the decay channel (Pythia's
+# inlined pickChannel(): the tenth draw there picks it); one head per instance.
+PROPOSE = ["tau/momentum", "Pythia8::TauDecays::createChildren(Pythia8::HelicityParticle)+0x2e9"]
 LEVELS = (0.68, 0.95)
 
 
-def train(model, path: Path, minutes: float, chunk: int, batch_size: int) -> None:
+def train(model, path: Path, minutes: float, chunk: int, batch_size: int, propose: list[str]) -> None:
     net = model.load_inference_network(path) if path.exists() else None
     done, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < 60 * minutes:
@@ -43,7 +49,7 @@ def train(model, path: Path, minutes: float, chunk: int, batch_size: int) -> Non
         if net is None:
             net = model.learn_inference_network(chunk, new_network=True, batch_size=batch_size,
                                                 observe_embeddings=EMBEDDING, learning_rate=1e-3, seed=7,
-                                                progress=False, **NETWORK)
+                                                progress=False, propose_addresses=propose, **NETWORK)
         else:
             net = model.learn_inference_network(chunk, batch_size=batch_size, seed=7 + done // chunk, progress=False)
         done += chunk
@@ -78,6 +84,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
     ap.add_argument("--chunk", type=int, default=1280, help="traces per training call (between reports)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--propose", action="append", metavar="PART",
+                    help=f"the network proposes at addresses containing PART (repeat; default {PROPOSE})")
     ap.add_argument("--n", type=int, default=100, help="synthetic observations")
     ap.add_argument("--k", type=int, default=500, help="traces per observation")
     ap.add_argument("--seed", type=int, default=31337)
@@ -88,7 +96,7 @@ def main() -> None:
     path = Path(args.net)
     model = ppfast.examples.load("pythia_tau")
     if args.train or not path.exists():
-        train(model, path, args.minutes, args.chunk, args.batch_size)
+        train(model, path, args.minutes, args.chunk, args.batch_size, args.propose or PROPOSE)
     else:
         model.load_inference_network(path)
         print(f"loaded {path}")

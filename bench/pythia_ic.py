@@ -89,12 +89,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="synthetic observations")
     ap.add_argument("--k", type=int, default=500, help="traces per observation")
     ap.add_argument("--seed", type=int, default=31337)
+    ap.add_argument("--threads", type=int, default=16,
+                    help="worker threads: Pythia runs one execution per thread, so this many guided executions "
+                         "share each network step")
     ap.add_argument("--quick", action="store_true", help="1 minute of training, 10 observations, 200 traces each")
     args = ap.parse_args()
     if args.quick:
         args.minutes, args.chunk, args.n, args.k = 1.0, 256, 10, 100
     path = Path(args.net)
-    model = ppfast.examples.load("pythia_tau")
+    model = ppfast.examples.load("pythia_tau", threads=args.threads)
     if args.train or not path.exists():
         train(model, path, args.minutes, args.chunk, args.batch_size, args.propose or PROPOSE)
     else:

@@ -25,6 +25,21 @@ double rejection() {
 // One ulp wide: low + 2u rounds up to high, outside [low, high), for half the draws.
 double one_ulp_uniform() { return ppfast::sample(ppfast::Uniform(1e16, 1e16 + 2.0), "w"); }
 
+// Draws captured at the generator, from two callers alike in frame size, under a model
+// entry frame (what PPFAST_MODEL registers): the frames of each walk are remembered and
+// checked at later draws, and the records are buffered across blocks of 256.
+__attribute__((noinline)) double leaf() { return ppfast::uniform(); }
+__attribute__((noinline)) double middle() { return leaf() * 1.0; }
+__attribute__((noinline, noclone)) double outer_a() { return middle() + 1; }
+__attribute__((noinline, noclone)) double outer_b() { return middle() + 2; }
+constexpr int kCapturedDraws = 300;
+double captured() {
+  ppfast::detail::ModelEntry entry(__builtin_frame_address(0));
+  double s = 0;
+  for (int i = 0; i < kCapturedDraws; ++i) s += i % 3 == 1 ? outer_b() : outer_a();
+  return s;
+}
+
 double invalid() {
   ppfast::sample(ppfast::Normal(0.0, -1.0), "bad");
   return 1.0;  // not reached: the C++ API throws TraceAborted
@@ -68,6 +83,15 @@ int main() {
         !(held->rec_flags[r] & kDiscarded))
       ++kept;
   check(kept == 5000, "one kept draw per rejection loop");
+
+  // Generator capture on two threads: one address per caller, in every trace.
+  TraceBatch cap;
+  run_traces(pool, captured, 9, 0, 200, nullptr, cap);
+  check(cap.num_traces() == 200 && cap.num_records() == 200 * kCapturedDraws, "captured record count");
+  bool callers = cap.rec_address[0] != cap.rec_address[1];
+  for (size_t r = 0; r < cap.num_records(); ++r)
+    callers = callers && cap.rec_address[r] == cap.rec_address[(r - cap.trace_begin[cap.rec_trace[r]]) % 3 == 1 ? 1 : 0];
+  check(callers, "captured draws addressed by their caller");
 
   // Invalid parameters: the trace fails with a message, the run goes on.
   TraceBatch bad;

@@ -115,7 +115,7 @@ class BaseModel:
         batch = run_in_chunks(lambda offset, n: self._simulate(seed, first + offset, n, obs, required,
                                                                skip_errors=skip),
                               num_traces, self.chunk_size, desc, progress, on_error)
-        warn_unused_observations(obs, batch.records["name"])
+        warn_unused_observations(obs, batch.column_chunks("records", "name"))
         return batch
 
     @staticmethod

@@ -152,15 +152,23 @@ def check_observed_shape(site_shape: Tuple[int, ...], value_shape: Tuple[int, ..
         raise SupportError(f"{what}: observed value has shape {value_shape}, the site has shape {site_shape}")
 
 
-def warn_unused_observations(observations: ObservationMap, name_column: np.ndarray, stacklevel: int = 3) -> None:
+def warn_unused_observations(observations: ObservationMap, name_column: Any, stacklevel: int = 3) -> None:
     """Warns about names in observe={...} that no record of the run carries (a typo or a
-    name the model never uses), suggesting the nearest names it does use."""
-    if not observations or not len(name_column):
+    name the model never uses), suggesting the nearest names it does use.  ``name_column``:
+    the records' name ids, as one array or a list of chunks (scanned in turn until every
+    name is found, so a run's chunks are not joined)."""
+    chunks = name_column if isinstance(name_column, list) else [name_column]
+    if not observations or not any(len(c) for c in chunks):
         return
     used = getattr(observations, "used", ())
-    unused = [i for i in observations if i not in used and not np.any(name_column == i)]
+    unused = [i for i in observations if i not in used]
+    for chunk in chunks:
+        if not unused:
+            return
+        unused = [i for i in unused if not np.any(chunk == i)]
     if not unused:
         return
+    name_column = next(c for c in chunks if len(c))
     from .trace import address_name
 
     known = [address_name(int(i)) for i in np.unique(name_column[:1 << 16]) if i]

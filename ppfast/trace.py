@@ -167,10 +167,23 @@ class TraceBatch:
     def log_weights(self) -> np.ndarray:
         return self.traces["log_weight"]
 
+    def column_chunks(self, group: str, key: str) -> List[np.ndarray]:
+        """Column ``key`` of ``group`` ("records", "traces" or "arenas") as one view per
+        chunk, not joined, with each chunk's own indices (for scans that need no whole
+        column: the join copies it)."""
+        return [c.columns()[group][key] for c in self._chunks] if len(self._chunks) > 1 else [
+            getattr(self, group)[key]]
+
     @property
     def failed(self) -> np.ndarray:
         """Indices of failed traces."""
-        return np.flatnonzero(self.traces["status"])
+        if len(self._chunks) == 1:
+            return np.flatnonzero(self.traces["status"])
+        out, first = [], 0
+        for status in self.column_chunks("traces", "status"):  # chunk by chunk: no joined column
+            out.append(np.flatnonzero(status) + first)
+            first += len(status)
+        return np.concatenate(out)
 
     def error(self, i: int) -> str:
         return self._messages[int(self.traces["message"][i])]
@@ -290,7 +303,7 @@ def tensor_results(batch: Any) -> Optional[List[Any]]:
     """Per-trace results with the tensor ones rebuilt from their RESULT_ADDRESS Tag records
     (value [rank, dims..., elements...]); None if the batch has none."""
     res = batch.traces["result"]
-    if not len(res) or not np.isnan(res).any():
+    if not len(res) or not np.isnan(res.min()):  # (min is NaN if any element is: no temporary)
         return None
     rec = batch.records
     rows = np.flatnonzero((rec["address"] == _ids_for(RESULT_ADDRESS)[0]) & (rec["kind"] == RecordKind.TAG))

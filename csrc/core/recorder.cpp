@@ -2,14 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
 
 #include "core/address_table.hpp"
 
 namespace ppfast {
-
-constexpr uint32_t kMaxObserveParams = 16;
 
 void Observations::set(uint32_t name, std::vector<double> v) {
   if (name >= values.size()) {
@@ -44,6 +43,7 @@ void Recorder::begin_trace(uint64_t index) {
   in_trace_ = true;
   value_begin_ = out_.value_arena.size();
   param_begin_ = out_.param_arena.size();
+  last_nparams_ = UINT32_MAX;  // parameters are shared within a trace only: its layout is its own
   code_ = ErrorCode::None;
   error_.clear();
   rng_.seed(seed_, index);
@@ -159,19 +159,34 @@ __attribute__((flatten)) void Recorder::append(RecordKind kind, uint8_t flags, c
     out_.rec_value_offset.push_back(0);
   }
   out_.rec_value_len.push_back(n);
-  out_.rec_param_offset.push_back(static_cast<uint32_t>(out_.param_arena.size()));
-  // Observes keep large parameter tensors out of the batch (a calorimeter's mean grid
-  // would triple its size); inference needs the parameters of samples only.
-  if (d && (kind == RecordKind::Sample || d->nparams <= kMaxObserveParams)) {
-    if (d->nparams <= 4) {  // the common scalar case: no memmove call
-      for (uint32_t i = 0; i < d->nparams; ++i) out_.param_arena.push_back(d->params[i]);
-    } else {
-      out_.param_arena.insert(out_.param_arena.end(), d->params, d->params + d->nparams);
-    }
+  // Only samples keep their parameters (inference and training read those alone): an
+  // observe's would be a third of GUM's batch, and a calorimeter's mean grid would triple it.
+  if (d && kind == RecordKind::Sample) {
+    out_.rec_param_offset.push_back(store_params(*d));
     out_.rec_param_len.push_back(d->nparams);
   } else {
+    out_.rec_param_offset.push_back(static_cast<uint32_t>(out_.param_arena.size()));
     out_.rec_param_len.push_back(0);
   }
+}
+
+uint32_t Recorder::store_params(const Dist& d) {
+  // Parameters equal to the last ones stored in this trace (a loop's Normal(0, 1)) are not
+  // stored again: the record points at that copy (records may share arena entries; every
+  // reader goes through the offsets).  Only within a trace, so a batch's arena is the same
+  // whatever the threads or chunks that recorded it.
+  const size_t size = out_.param_arena.size();
+  if (d.nparams == last_nparams_ && last_params_ + d.nparams <= size &&
+      std::memcmp(out_.param_arena.data() + last_params_, d.params, d.nparams * sizeof(double)) == 0)
+    return static_cast<uint32_t>(last_params_);
+  if (d.nparams <= 4) {  // the common scalar case: no memmove call
+    for (uint32_t i = 0; i < d.nparams; ++i) out_.param_arena.push_back(d.params[i]);
+  } else {
+    out_.param_arena.insert(out_.param_arena.end(), d.params, d.params + d.nparams);
+  }
+  last_params_ = size;
+  last_nparams_ = d.nparams;
+  return static_cast<uint32_t>(size);
 }
 
 double Recorder::sample(const Dist& d, uint32_t address, uint32_t name, uint32_t flags, double* out) {

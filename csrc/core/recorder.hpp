@@ -83,6 +83,8 @@ class Recorder {
   uint32_t next_instance(uint32_t address, bool replace, uint64_t record);
   void append(RecordKind kind, uint8_t flags, const Dist* d, uint32_t address, uint32_t instance, uint32_t name,
               const double* value, uint32_t n, double log_prob);
+  /// Arena offset of a sample's parameters (stored, or the equal last ones reused).
+  uint32_t store_params(const Dist& d);
   std::string site(uint32_t address, uint32_t name) const;
   /// log_prob(d, value) of an observe, with a fused Normal.
   double observe_log_prob(const Dist& d, const double* value);
@@ -115,6 +117,8 @@ class Recorder {
   double cached_sd_ = 1.0, cached_log_sd_ = 0.0;  // log(stddev) of the last Normal draw
   double cached_width_ = 1.0, cached_log_width_ = 0.0;  // -log(high - low) of the last Uniform draw
   double observe_sd_ = 1.0, observe_log_sd_ = 0.0;  // log(stddev) of the last Normal observe
+  uint64_t last_params_ = 0;  // arena offset and count of the parameters this trace stored last
+  uint32_t last_nparams_ = UINT32_MAX;
 
   // Generator draws (sample_unit) wait here and enter the batch a block at a time
   // (flush_units: before any other record or read of the batch, and at the trace's end):

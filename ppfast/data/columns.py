@@ -244,8 +244,15 @@ class ColumnBatch(TraceBatch):
                                              ("params", "param_offset", "param_len", False)):
             o, m = records[off].astype(np.int64), records[ln].astype(np.int64)
             used = m if not only_tensors else np.where(m > 1, m, 0)
+            # Records of one trace may share parameters (the recorder stores a repeat once):
+            # the first record of a trace at an offset keeps the copy, later ones point at it.
+            key = np.where(used[:, None] > 0, np.stack([records["trace"].astype(np.int64), o], axis=1), -1)
+            _, first, owner = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            owner = first[owner.reshape(-1)]
+            used = np.where(owner == np.arange(len(o)), used, 0)
             arenas[arena] = self.arenas[arena][_ranges(o, used)]
             new_off = _exclusive_cumsum(used)
+            new_off = np.where(m > 0, new_off[owner], new_off)  # (a record without any stays where it is)
             if only_tensors:  # scalar values keep offset 0, as the recorder writes them
                 new_off = np.where(m > 1, new_off, 0)
             records[off] = _as_u32(new_off, f"{arena} arena offset")

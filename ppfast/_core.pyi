@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmGuidedRun', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'pooled_bytes', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
+__all__: list[str] = ['ErrorCode', 'GuidedNative', 'GuidedThreads', 'InflatedRunner', 'MHChain', 'MHNativeRunner', 'MH_ACCEPTED', 'MH_ERROR', 'MH_KEPT', 'MH_REJECTED_INVALID', 'NativeModel', 'Observations', 'Policy', 'PpxClient', 'Recorder', 'ShmGuidedRun', 'ShmHost', 'ShmTraceBatch', 'TraceBatch', 'address_location', 'address_name', 'address_names', 'api_table', 'dist_log_prob', 'dist_log_prob_elements', 'dist_moments', 'dist_name', 'dist_sample', 'dist_support', 'dist_validate', 'inflated_prior', 'intern', 'lazily_pooled_bytes', 'pooled_bytes', 'ppx_bind_zmq', 'ppx_ping', 'ppx_protocol_version', 'ppx_zmq_bound', 'set_address_location']
 class ErrorCode:
     """
     Members:
@@ -369,6 +369,10 @@ def inflated_prior(factor: typing.SupportsFloat | typing.SupportsIndex) -> Polic
     """
 def intern(arg0: str) -> int:
     ...
+def lazily_pooled_bytes() -> int:
+    """
+    Address space of the pool's larger spare batches, whose pages the kernel may take back.
+    """
 def pooled_bytes() -> int:
     """
     Bytes held by the pool of spare trace batches (at most 512 MiB).

@@ -163,12 +163,12 @@ std::vector<std::shared_ptr<TraceBatch>> run_trace_parts(WorkerPool& pool, ppfas
     for (size_t w = 0; w < slots; ++w) worker_policies[w] = policies(static_cast<int>(w));
   const std::atomic<bool>* stop = control ? &control->stop : nullptr;
   auto run_chunk = [&](size_t c, int worker) {
-    parts[c] = BatchPool::global().acquire();
+    const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
+    parts[c] = BatchPool::global().acquire(static_cast<size_t>(end - begin));
     TraceBatch& target = *parts[c];
     Recorder r(target, observations, seed, worker_policies[worker].get());
     r.set_stop(stop);
     RecorderScope scope(&r);
-    const uint64_t begin = first + c * chunk, end = std::min(first + count, begin + chunk);
     // After a few traces, size every column for the whole range from what they used so
     // far: one early reallocation instead of doubling (each doubling copies the batch and
     // touches fresh pages).

@@ -1,5 +1,8 @@
 #include "core/trace_batch.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace ppfast {
 
 namespace {
@@ -116,35 +119,92 @@ void TraceBatch::append_all(const std::vector<const TraceBatch*>& parts) {
   for (const auto* p : parts) append(*p);
 }
 
-std::shared_ptr<TraceBatch> BatchPool::acquire() {
+std::shared_ptr<TraceBatch> BatchPool::acquire(size_t traces) {
   std::unique_ptr<TraceBatch> batch;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!free_.empty()) {
-      batch = std::move(free_.back());
-      free_.pop_back();
-      pooled_bytes_ -= batch->capacity_bytes();
+    // The spare that fits `traces` best: the smallest that holds them, else the largest
+    // (a large range must not grow a small spare into fresh memory while a large one waits).
+    std::vector<std::unique_ptr<TraceBatch>>* list = nullptr;
+    size_t at = 0, best = 0;
+    for (auto* l : {&free_, &lazy_}) {
+      for (size_t i = l->size(); i-- > 0;) {
+        const size_t cap = (*l)[i]->trace_index.capacity();
+        const bool better = !list || (best < traces ? cap > best : cap >= traces && cap < best);
+        if (better) list = l, at = i, best = cap;
+        if (traces == 0) break;  // no size to fit: the most recent spare
+      }
+      if (list && traces == 0) break;
+    }
+    if (list) {
+      batch = std::move((*list)[at]);
+      list->erase(list->begin() + static_cast<std::ptrdiff_t>(at));
+      (list == &free_ ? pooled_bytes_ : lazy_bytes_) -= batch->capacity_bytes();
     }
   }
   if (!batch) batch = std::make_unique<TraceBatch>();
   batch->clear();
-  return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) {
-    const size_t bytes = b->capacity_bytes();
-    std::lock_guard<std::mutex> lock(mutex_);
-    // Keep a bounded number and total size of spare batches: the chunks of one large
-    // in-memory run would otherwise all stay allocated after it.
-    if (free_.size() < kMaxPooled && pooled_bytes_ + bytes <= kMaxPooledBytes) {
-      free_.emplace_back(b);
-      pooled_bytes_ += bytes;
-    } else {
-      delete b;
-    }
-  });
+  return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) { release(b); });
+}
+
+namespace {
+size_t half_physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) / 2 : 0;
+}
+}  // namespace
+
+void BatchPool::release(TraceBatch* b) {
+  static const size_t lazy_limit = half_physical_memory();
+  const size_t bytes = b->capacity_bytes();
+  std::lock_guard<std::mutex> lock(mutex_);
+  // A bounded number and total size of spares stay as they are: the chunks of one large
+  // in-memory run would otherwise all stay allocated after it.
+  if (free_.size() < kMaxPooled && pooled_bytes_ + bytes <= kMaxPooledBytes) {
+    free_.emplace_back(b);
+    pooled_bytes_ += bytes;
+  } else if (lazy_.size() < kMaxPooled && lazy_bytes_ + bytes <= lazy_limit && b->free_pages_lazily()) {
+    lazy_.emplace_back(b);
+    lazy_bytes_ += bytes;
+  } else {
+    delete b;
+  }
 }
 
 size_t BatchPool::pooled_bytes() {
   std::lock_guard<std::mutex> lock(mutex_);
   return pooled_bytes_;
+}
+
+size_t BatchPool::lazily_pooled_bytes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lazy_bytes_;
+}
+
+bool TraceBatch::free_pages_lazily() {
+#ifdef MADV_FREE
+  clear();
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  bool ok = true;
+  auto lazy = [&](const auto& v) {
+    // The whole pages inside the column's capacity (the allocator's own bytes around it
+    // are left alone).
+    const auto begin = (reinterpret_cast<uintptr_t>(v.data()) + page - 1) & ~(page - 1);
+    const auto end = (reinterpret_cast<uintptr_t>(v.data() + v.capacity())) & ~(page - 1);
+    if (end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_FREE) != 0) ok = false;
+  };
+  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
+                  &rec_param_offset, &rec_param_len, &message})
+    lazy(*v);
+  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) lazy(*v);
+  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
+                  &result})
+    lazy(*v);
+  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) lazy(*v);
+  return ok;
+#else
+  return false;
+#endif
 }
 
 size_t TraceBatch::capacity_bytes() const {

@@ -72,6 +72,8 @@ void register_trace(py::module_& m) {
 
   m.def("pooled_bytes", [] { return BatchPool::global().pooled_bytes(); },
         "Bytes held by the pool of spare trace batches (at most 512 MiB).");
+  m.def("lazily_pooled_bytes", [] { return BatchPool::global().lazily_pooled_bytes(); },
+        "Address space of the pool's larger spare batches, whose pages the kernel may take back.");
   m.def("intern", [](const std::string& s) { return AddressTable::global().intern(s); });
   m.def("address_name", [](uint32_t id) { return AddressTable::global().name(id); });
   m.def("address_location", [](uint32_t id) { return AddressTable::global().location(id); });

@@ -144,6 +144,20 @@ void check_unrecorded_draws(uint64_t before) {
                              "were not recorded; draw on that thread (or run one trace per thread)");
 }
 
+namespace {
+/// Sizes `batch` (between traces) for `factor` times what it holds.  A batch that holds
+/// that and is not many times larger stays; else the traces so far move to a spare of the
+/// pool that fits (or a new batch): a range handed a spare of another model's size at first
+/// neither grows it into fresh memory nor writes a huge one while one that fits waits.
+void resize_for(const std::shared_ptr<TraceBatch>& batch, double factor) {
+  if (batch->holds_scaled(*batch, factor) &&
+      batch->capacity_bytes() <= BatchPool::kMaxOversize * batch->scaled_bytes(factor))
+    return;
+  auto fitted = BatchPool::global().refit(*batch, factor);
+  std::swap(*batch, *fitted);  // the recorder writes to *batch: now the fitted columns
+}
+}  // namespace
+
 std::vector<std::shared_ptr<TraceBatch>> run_trace_parts(WorkerPool& pool, ppfast_model_fn fn, uint64_t seed,
                                                          uint64_t first, uint64_t count,
                                                          const Observations* observations,
@@ -175,7 +189,7 @@ std::vector<std::shared_ptr<TraceBatch>> run_trace_parts(WorkerPool& pool, ppfas
     const uint64_t probe = begin + kSizingTraces;
     for (uint64_t i = begin; i < end; ++i) {
       if (stop && stop->load(std::memory_order_relaxed)) return;
-      if (i == probe) target.reserve_scaled(double(end - begin) / double(kSizingTraces));
+      if (i == probe) resize_for(parts[c], double(end - begin) / double(kSizingTraces));
       r.begin_trace(i);
       double result = execute(fn, r);
       if (r.stopped()) {

@@ -16,20 +16,47 @@ void extend_shifted(std::vector<T>& dst, const std::vector<T>& src, T shift) {
   dst.resize(n + src.size());
   for (size_t i = 0; i < src.size(); ++i) dst[n + i] = src[i] + shift;
 }
+// The room a column of n elements needs for `factor` times as many: 2% over, so that a
+// run whose later traces draw a little more does not double a column.
+size_t scaled(size_t n, double factor) { return static_cast<size_t>(double(n) * factor * 1.02) + 16; }
 template <class T>
 void reserve_scaled_one(std::vector<T>& v, double factor) {
-  const auto n = static_cast<size_t>(double(v.size()) * factor) + 16;
+  const auto n = scaled(v.size(), factor);
   if (n <= v.capacity()) return;
   // An eighth more than this run needs: a pooled batch is reused by the next run of about
   // the same size, and every run whose first traces were a little longer than its
   // predecessor's (one in two) would otherwise move the whole batch to fresh pages.
   v.reserve(n + n / 8);
 }
+/// Calls f(a.column, b.column) for every column of two batches.
+template <class F>
+void for_each_column_pair(const TraceBatch& a, const TraceBatch& b, F f) {
+  f(a.rec_trace, b.rec_trace), f(a.rec_address, b.rec_address), f(a.rec_instance, b.rec_instance);
+  f(a.rec_name, b.rec_name), f(a.rec_kind, b.rec_kind), f(a.rec_flags, b.rec_flags), f(a.rec_dist, b.rec_dist);
+  f(a.rec_value, b.rec_value), f(a.rec_log_prob, b.rec_log_prob), f(a.rec_value_offset, b.rec_value_offset);
+  f(a.rec_value_len, b.rec_value_len), f(a.rec_param_offset, b.rec_param_offset);
+  f(a.rec_param_len, b.rec_param_len), f(a.value_arena, b.value_arena), f(a.param_arena, b.param_arena);
+  f(a.trace_index, b.trace_index), f(a.trace_begin, b.trace_begin), f(a.trace_end, b.trace_end);
+  f(a.log_prior, b.log_prior), f(a.log_likelihood, b.log_likelihood), f(a.log_weight, b.log_weight);
+  f(a.result, b.result), f(a.trace_type, b.trace_type), f(a.status, b.status), f(a.message, b.message);
+}
 }  // namespace
 
+bool TraceBatch::holds_scaled(const TraceBatch& sample, double factor) const {
+  bool holds = true;
+  for_each_column_pair(*this, sample, [&](const auto& mine, const auto& theirs) {
+    holds = holds && mine.capacity() >= scaled(theirs.size(), factor);
+  });
+  return holds;
+}
+
+size_t TraceBatch::scaled_bytes(double factor) const {
+  size_t n = 0;
+  for_each_column_pair(*this, *this, [&](const auto& v, const auto&) { n += scaled(v.size(), factor) * sizeof(v[0]); });
+  return n;
+}
+
 void TraceBatch::reserve_scaled(double factor) {
-  // 2% over: a run whose later traces draw a little more does not double a column.
-  factor *= 1.02;
   for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
                   &rec_param_offset, &rec_param_len, &message})
     reserve_scaled_one(*v, factor);
@@ -147,6 +174,30 @@ std::shared_ptr<TraceBatch> BatchPool::acquire(size_t traces) {
   return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) { release(b); });
 }
 
+std::shared_ptr<TraceBatch> BatchPool::refit(const TraceBatch& sample, double factor) {
+  std::unique_ptr<TraceBatch> batch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::unique_ptr<TraceBatch>>* list = nullptr;
+    size_t at = 0, best = kMaxOversize * sample.scaled_bytes(factor) + 1;
+    for (auto* l : {&free_, &lazy_})
+      for (size_t i = 0; i < l->size(); ++i) {
+        const size_t bytes = (*l)[i]->capacity_bytes();
+        if (bytes < best && (*l)[i]->holds_scaled(sample, factor)) list = l, at = i, best = bytes;
+      }
+    if (list) {
+      batch = std::move((*list)[at]);
+      list->erase(list->begin() + static_cast<std::ptrdiff_t>(at));
+      (list == &free_ ? pooled_bytes_ : lazy_bytes_) -= best;
+    }
+  }
+  if (!batch) batch = std::make_unique<TraceBatch>();
+  batch->clear();
+  batch->append(sample);
+  batch->reserve_scaled(factor);  // (a no-op for a spare that holds it)
+  return std::shared_ptr<TraceBatch>(batch.release(), [this](TraceBatch* b) { release(b); });
+}
+
 namespace {
 size_t half_physical_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -161,6 +212,7 @@ void BatchPool::release(TraceBatch* b) {
   // A bounded number and total size of spares stay as they are: the chunks of one large
   // in-memory run would otherwise all stay allocated after it.
   if (free_.size() < kMaxPooled && pooled_bytes_ + bytes <= kMaxPooledBytes) {
+    b->lazy_past_size = false;  // its pages stay as they are from now on
     free_.emplace_back(b);
     pooled_bytes_ += bytes;
   } else if (lazy_.size() < kMaxPooled && lazy_bytes_ + bytes <= lazy_limit && b->free_pages_lazily()) {
@@ -183,14 +235,17 @@ size_t BatchPool::lazily_pooled_bytes() {
 
 bool TraceBatch::free_pages_lazily() {
 #ifdef MADV_FREE
-  clear();
+  const bool whole = !lazy_past_size;
+  lazy_past_size = true;
+  messages.clear();
   static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
   bool ok = true;
-  auto lazy = [&](const auto& v) {
-    // The whole pages inside the column's capacity (the allocator's own bytes around it
-    // are left alone).
+  auto lazy = [&](auto& v) {
+    // The whole pages inside the column's capacity (or size): the allocator's own bytes
+    // around it are left alone.
     const auto begin = (reinterpret_cast<uintptr_t>(v.data()) + page - 1) & ~(page - 1);
-    const auto end = (reinterpret_cast<uintptr_t>(v.data() + v.capacity())) & ~(page - 1);
+    const auto end = (reinterpret_cast<uintptr_t>(v.data() + (whole ? v.capacity() : v.size()))) & ~(page - 1);
+    v.clear();
     if (end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_FREE) != 0) ok = false;
   };
   for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,

@@ -55,10 +55,16 @@ struct TraceBatch {
   void reserve_scaled(double factor);
   /// Bytes allocated by the columns (capacity, not size).
   size_t capacity_bytes() const;
+  /// Whether every column's capacity holds `factor` times the size of `sample`'s.
+  bool holds_scaled(const TraceBatch& sample, double factor) const;
+  /// Bytes of the columns reserve_scaled(factor) reserves.
+  size_t scaled_bytes(double factor) const;
   /// Empties the batch and lets the kernel take back its columns' pages when it needs the
   /// memory (MADV_FREE); until it does, writing them again costs no page fault.  False
   /// where the kernel cannot (the pages stay as they are).
   bool free_pages_lazily();
+  /// The pages past each column's size are lazily freed already (they need no second call).
+  bool lazy_past_size = false;
 };
 
 /// Recycles batches so steady-state runs allocate nothing: a batch handed out as a
@@ -72,6 +78,11 @@ class BatchPool {
  public:
   /// An empty batch: a spare sized for `traces` traces where one is (0: any).
   std::shared_ptr<TraceBatch> acquire(size_t traces = 0);
+  /// A copy of `sample` with room for `factor` times its size (TraceBatch::reserve_scaled):
+  /// in the smallest spare that holds it and is at most kMaxOversize times that size, else
+  /// in a new batch.
+  std::shared_ptr<TraceBatch> refit(const TraceBatch& sample, double factor);
+  static constexpr size_t kMaxOversize = 4;
   static BatchPool& global();
   /// Bytes held by the spare batches kept as they are.
   size_t pooled_bytes();

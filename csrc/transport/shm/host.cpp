@@ -39,6 +39,19 @@ std::atomic<uint64_t> g_segments{0};
 
 [[noreturn]] void fail(const std::string& message) { throw HostError(HostError::Simulator, message); }
 
+/// Appends the `count` messages a simulator wrote at [s, end) of the arena (each a 4-byte
+/// length, then its bytes padded to 4), checking every length against the end.
+void read_messages(const uint8_t* base, uint64_t s, uint64_t end, uint64_t count, std::vector<std::string>& out) {
+  for (uint64_t j = 0; j < count; ++j) {
+    uint32_t len = 0;
+    if (s + 4 > end) fail("malformed messages from a simulator");
+    std::memcpy(&len, base + s, 4);
+    if (len > end - s - 4) fail("malformed messages from a simulator");
+    out.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
+    s += 4 + align_up(len, 4);
+  }
+}
+
 /// Creates a shared-memory file and removes its name at once: the descriptor (inherited
 /// by the simulator processes) is all anyone needs, so nothing is left in /dev/shm
 /// whatever happens to either side later.
@@ -492,17 +505,8 @@ Batch Host::piece(const Part& p) const {
   out.totals = p.totals;
   std::memcpy(out.offsets, p.offsets, sizeof(out.offsets));
   // The messages follow the piece's columns; their lengths come from the simulator.
-  const uint8_t* base = arena_->base();
-  const uint64_t end = p.block->offset() + p.block->size();
-  uint64_t s = p.block->offset() + p.columns;
-  for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
-    uint32_t len = 0;
-    if (s + 4 > end) fail("malformed messages from a simulator");
-    std::memcpy(&len, base + s, 4);
-    if (len > end - s - 4) fail("malformed messages from a simulator");
-    out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
-    s += 4 + align_up(len, 4);
-  }
+  read_messages(arena_->base(), p.block->offset() + p.columns, p.block->offset() + p.block->size(),
+                p.counts[kCountMessages], out.messages);
   for (const auto& lost : p.lost) out.lost.push_back(lost.first - p.first);
   return out;
 }
@@ -832,19 +836,8 @@ Batch Host::place_parts(std::vector<Part>& parts, const std::function<std::strin
       },
       [&] { return std::all_of(parts.begin(), parts.end(), [](const Part& p) { return p.stage == Part::Placed; }); },
       [](const Part& p) { return p.stage == Part::Placing; }, doing, interrupted);
-  const uint8_t* base = arena_->base();
   const uint64_t end = out.block->offset() + out.block->size();
-  for (const auto& p : parts) {
-    uint64_t s = p.strings;
-    for (uint64_t j = 0; j < p.counts[kCountMessages]; ++j) {
-      uint32_t len = 0;
-      if (s + 4 > end) fail("malformed messages from a simulator");
-      std::memcpy(&len, base + s, 4);
-      if (len > end - s - 4) fail("malformed messages from a simulator");
-      out.messages.emplace_back(reinterpret_cast<const char*>(base + s + 4), len);
-      s += 4 + align_up(len, 4);
-    }
-  }
+  for (const auto& p : parts) read_messages(arena_->base(), p.strings, end, p.counts[kCountMessages], out.messages);
   return out;
 }
 

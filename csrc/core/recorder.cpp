@@ -294,16 +294,11 @@ __attribute__((flatten)) double Recorder::sample_unit(uint32_t address) {
 // The records sample_unit's draws would have appended one by one (see append).  Every
 // column is written once: copied from the block's columns, or filled with its constant.
 __attribute__((noinline)) void Recorder::flush_units() {
-  static const std::vector<double> block_params = [] {  // (0, 1) for each record of a block
-    std::vector<double> p;
-    for (uint32_t i = 0; i < kUnitBlock; ++i) p.insert(p.end(), kUnitParams, kUnitParams + 2);
-    return p;
-  }();
   const size_t n = nunits_;
   if (n == 0) return;
   nunits_ = 0;
   TraceBatch& b = out_;
-  const size_t r0 = b.num_records(), p0 = b.param_arena.size();
+  const size_t r0 = b.num_records();
   if (r0 + n > b.rec_trace.capacity()) b.reserve(b.num_traces(), std::max<size_t>(4096, 2 * (r0 + n)));
   b.rec_trace.resize(r0 + n, trace_);
   b.rec_name.resize(r0 + n, 0);
@@ -317,10 +312,8 @@ __attribute__((noinline)) void Recorder::flush_units() {
   b.rec_address.insert(b.rec_address.end(), unit_address_, unit_address_ + n);
   b.rec_instance.insert(b.rec_instance.end(), unit_instance_, unit_instance_ + n);
   b.rec_value.insert(b.rec_value.end(), unit_value_, unit_value_ + n);
-  uint32_t offsets[kUnitBlock];
-  for (size_t i = 0; i < n; ++i) offsets[i] = static_cast<uint32_t>(p0 + 2 * i);
-  b.rec_param_offset.insert(b.rec_param_offset.end(), offsets, offsets + n);
-  b.param_arena.insert(b.param_arena.end(), block_params.begin(), block_params.begin() + 2 * n);
+  // Every draw's parameters are (0, 1): one shared copy, as store_params keeps them.
+  b.rec_param_offset.resize(r0 + n, store_params(kUnitDist));
 }
 
 double Recorder::observe(const Dist& d, uint32_t address, uint32_t name, const double* value, uint32_t n) {

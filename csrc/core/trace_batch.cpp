@@ -28,9 +28,9 @@ void reserve_scaled_one(std::vector<T>& v, double factor) {
   // predecessor's (one in two) would otherwise move the whole batch to fresh pages.
   v.reserve(n + n / 8);
 }
-/// Calls f(a.column, b.column) for every column of two batches.
-template <class F>
-void for_each_column_pair(const TraceBatch& a, const TraceBatch& b, F f) {
+/// Calls f(a.column, b.column) for every column of two batches (const or not).
+template <class A, class B, class F>
+void for_each_column_pair(A& a, B& b, F f) {
   f(a.rec_trace, b.rec_trace), f(a.rec_address, b.rec_address), f(a.rec_instance, b.rec_instance);
   f(a.rec_name, b.rec_name), f(a.rec_kind, b.rec_kind), f(a.rec_flags, b.rec_flags), f(a.rec_dist, b.rec_dist);
   f(a.rec_value, b.rec_value), f(a.rec_log_prob, b.rec_log_prob), f(a.rec_value_offset, b.rec_value_offset);
@@ -39,6 +39,11 @@ void for_each_column_pair(const TraceBatch& a, const TraceBatch& b, F f) {
   f(a.trace_index, b.trace_index), f(a.trace_begin, b.trace_begin), f(a.trace_end, b.trace_end);
   f(a.log_prior, b.log_prior), f(a.log_likelihood, b.log_likelihood), f(a.log_weight, b.log_weight);
   f(a.result, b.result), f(a.trace_type, b.trace_type), f(a.status, b.status), f(a.message, b.message);
+}
+/// Calls f(column) for every column of a batch.
+template <class A, class F>
+void for_each_column(A& a, F f) {
+  for_each_column_pair(a, a, [&f](auto& v, auto&) { f(v); });
 }
 }  // namespace
 
@@ -52,30 +57,16 @@ bool TraceBatch::holds_scaled(const TraceBatch& sample, double factor) const {
 
 size_t TraceBatch::scaled_bytes(double factor) const {
   size_t n = 0;
-  for_each_column_pair(*this, *this, [&](const auto& v, const auto&) { n += scaled(v.size(), factor) * sizeof(v[0]); });
+  for_each_column(*this, [&](const auto& v) { n += scaled(v.size(), factor) * sizeof(v[0]); });
   return n;
 }
 
 void TraceBatch::reserve_scaled(double factor) {
-  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
-                  &rec_param_offset, &rec_param_len, &message})
-    reserve_scaled_one(*v, factor);
-  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) reserve_scaled_one(*v, factor);
-  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
-                  &result})
-    reserve_scaled_one(*v, factor);
-  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) reserve_scaled_one(*v, factor);
+  for_each_column(*this, [factor](auto& v) { reserve_scaled_one(v, factor); });
 }
 
 void TraceBatch::clear() {
-  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
-                  &rec_param_offset, &rec_param_len, &message})
-    v->clear();
-  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) v->clear();
-  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
-                  &result})
-    v->clear();
-  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) v->clear();
+  for_each_column(*this, [](auto& v) { v.clear(); });
   messages.clear();
 }
 
@@ -248,14 +239,7 @@ bool TraceBatch::free_pages_lazily() {
     v.clear();
     if (end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_FREE) != 0) ok = false;
   };
-  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
-                  &rec_param_offset, &rec_param_len, &message})
-    lazy(*v);
-  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) lazy(*v);
-  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
-                  &result})
-    lazy(*v);
-  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) lazy(*v);
+  for_each_column(*this, lazy);
   return ok;
 #else
   return false;
@@ -265,14 +249,7 @@ bool TraceBatch::free_pages_lazily() {
 size_t TraceBatch::capacity_bytes() const {
   size_t n = 0;
   auto add = [&n](const auto& v) { n += v.capacity() * sizeof(v[0]); };
-  for (auto* v : {&rec_trace, &rec_address, &rec_instance, &rec_name, &rec_value_offset, &rec_value_len,
-                  &rec_param_offset, &rec_param_len, &message})
-    add(*v);
-  for (auto* v : {&rec_kind, &rec_flags, &rec_dist, &status}) add(*v);
-  for (auto* v : {&rec_value, &rec_log_prob, &value_arena, &param_arena, &log_prior, &log_likelihood, &log_weight,
-                  &result})
-    add(*v);
-  for (auto* v : {&trace_index, &trace_begin, &trace_end, &trace_type}) add(*v);
+  for_each_column(*this, add);
   return n;
 }
 
